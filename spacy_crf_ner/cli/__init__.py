@@ -1,0 +1,22 @@
+"""Command-line interface: ``python -m spacy_crf_ner <command>``.
+
+Each sub-command lives in its own module and registers itself on ``app``; the modules are
+imported only when the CLI runs, so importing the package stays cheap.
+"""
+import typer
+
+app = typer.Typer(
+    name="spacy-crf-ner",
+    help="BRAT standoff conversion, prediction and evaluation for spacy-crf-ner.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _register_commands() -> None:
+    from . import convert  # noqa: F401
+
+
+def main() -> None:
+    _register_commands()
+    app()

@@ -1,0 +1,47 @@
+"""``spacy_crf_ner.CrfTagger.v1``: embeddings -> per-label BIOUL emissions (+ the CRF)."""
+from typing import List
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Model, chain
+from thinc.types import Floats2d
+
+from .torch_layer import get_torch_module, lazy_torch_layer
+
+HEAD_NAME = "crf_emissions"
+
+
+@registry.architectures("spacy_crf_ner.CrfTagger.v1")
+def build_crf_tagger(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    learnable_transitions: bool = True,
+    dropout: float = 0.0,
+) -> Model:
+    """Project token vectors to BIOUL emission scores for every label.
+
+    The output is ``(emissions, lengths)`` with emissions ``[B, T, L, 5]`` padded. The CRF
+    (transition scores, forward-backward, Viterbi) sits in the same torch module and is
+    used by the pipe for the loss and for decoding. The number of labels ``nL`` is set by
+    the pipe before ``initialize``.
+    """
+
+    def build_module(model: Model):
+        from .pytorch_emission_head import EmissionHead
+
+        return EmissionHead(
+            input_size=model.get_dim("nI"),
+            num_labels=model.get_dim("nL"),
+            learnable_transitions=learnable_transitions,
+            dropout=dropout,
+        )
+
+    head = lazy_torch_layer(HEAD_NAME, build_module, padded_output=True, dims={"nL": None})
+    model = chain(tok2vec, head)
+    model.set_ref("head", head)
+    model.set_ref("tok2vec", tok2vec)
+    return model
+
+
+def get_emission_head(model: Model):
+    """The ``EmissionHead`` torch module of a CrfTagger model (after initialize)."""
+    return get_torch_module(model.get_ref("head"))

@@ -1,0 +1,143 @@
+"""A Thinc layer that builds its PyTorch module at ``initialize``, once widths are known.
+
+The input width of a head is only known when the embedding layer before it has seen data
+(a transformer's hidden size, a tok2vec's width), so the layer stays empty until
+``initialize`` infers ``nI`` from a sample and wraps the module with ``PyTorchWrapper_v2``.
+A loaded pipeline rebuilds it from the dims saved with the pipe (``build_torch_layers``).
+"""
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, torch2xp, xp2torch
+from thinc.types import Floats2d
+
+# Name of the attr holding the function that builds the torch module from the layer's dims.
+BUILD_ATTR = "build_torch_module"
+
+
+def lazy_torch_layer(
+    name: str,
+    build_module: Callable[[Model], Any],
+    padded_output: bool,
+    dims: Dict[str, Optional[int]],
+) -> Model:
+    """A layer ``List[Floats2d] -> List[Floats2d]`` (or padded ``[B, T, ...]`` + lengths).
+
+    ``build_module(model)`` returns the ``nn.Module``; its forward takes the batch's tokens
+    back to back ``[N, nI]`` and the lengths ``[B]``.
+    """
+    return Model(
+        name,
+        _forward,
+        init=_init,
+        dims={"nI": None, **dims},
+        attrs={BUILD_ATTR: build_module, "padded_output": padded_output},
+    )
+
+
+def is_lazy_torch_layer(model: Model) -> bool:
+    return BUILD_ATTR in model.attrs
+
+
+def build_torch_layer(model: Model) -> None:
+    """Create the wrapped module if it does not exist yet; all dims must be set."""
+    if model.layers:
+        return
+    module = model.attrs[BUILD_ATTR](model)
+    convert_outputs = _padded_outputs if model.attrs["padded_output"] else _flat_outputs
+    model._layers = [
+        PyTorchWrapper_v2(module, convert_inputs=_flat_inputs, convert_outputs=convert_outputs)
+    ]
+
+
+def _init(model: Model, X: Optional[List[Floats2d]] = None, Y=None) -> None:
+    if model.layers:
+        return
+    if X is not None and model.has_dim("nI") is None:
+        widths = [x.shape[1] for x in X]
+        if widths:
+            model.set_dim("nI", widths[0])
+    if model.has_dim("nI") is None:
+        raise ValueError(
+            f"Cannot initialize {model.name!r}: its input width is unknown (no sample given)."
+        )
+    build_torch_layer(model)
+
+
+def _forward(model: Model, X: List[Floats2d], is_train: bool) -> Tuple[Any, Callable]:
+    return model.layers[0](X, is_train)
+
+
+def get_torch_module(model: Model) -> Any:
+    """The ``nn.Module`` inside an initialized lazy torch layer."""
+    if not model.layers:
+        raise ValueError(f"Layer {model.name!r} is not initialized yet.")
+    return model.layers[0].shims[0]._model
+
+
+# --------------------------------------------------------------------- converters
+def _flat_inputs(model: Model, X: List[Floats2d], is_train: bool):
+    import torch
+
+    shim = model.shims[0]
+    lengths = [x.shape[0] for x in X]
+    flat = model.ops.flatten(X) if X else model.ops.alloc2f(0, 0)
+    flat_t = xp2torch(flat, requires_grad=is_train, device=shim.device)
+    lengths_t = torch.tensor(lengths, dtype=torch.long, device=shim.device)
+
+    def get_dX(d_inputs: ArgsKwargs) -> List[Floats2d]:
+        d_flat = d_inputs.args[0]
+        if d_flat is None:
+            return [model.ops.alloc2f(*x.shape) for x in X]
+        return model.ops.unflatten(torch2xp(d_flat), lengths)
+
+    return ArgsKwargs(args=(flat_t, lengths_t), kwargs={}), get_dX
+
+
+def _flat_outputs(model: Model, X_Ytorch, is_train: bool):
+    X, Ytorch = X_Ytorch
+    lengths = [x.shape[0] for x in X]
+    Y = model.ops.unflatten(torch2xp(Ytorch), lengths)
+
+    def get_dYtorch(dY: List[Floats2d]) -> ArgsKwargs:
+        d_flat = xp2torch(model.ops.flatten(dY), device=Ytorch.device)
+        return ArgsKwargs(args=(Ytorch,), kwargs={"grad_tensors": (d_flat,)})
+
+    return Y, get_dYtorch
+
+
+def _padded_outputs(model: Model, X_Ytorch, is_train: bool):
+    X, Ytorch = X_Ytorch
+    lengths = [x.shape[0] for x in X]
+    Y = (torch2xp(Ytorch), lengths)
+
+    def get_dYtorch(dY) -> ArgsKwargs:
+        d_padded = xp2torch(dY, device=Ytorch.device)
+        return ArgsKwargs(args=(Ytorch,), kwargs={"grad_tensors": (d_padded,)})
+
+    return Y, get_dYtorch
+
+
+# ----------------------------------------------------------------- (de)serialising
+def torch_layer_dims(model: Model) -> List[Dict[str, Optional[int]]]:
+    """Dims of every lazy torch layer in ``model``, in walk order (saved with the pipe)."""
+    return [
+        {dim: node.maybe_get_dim(dim) for dim in node.dim_names}
+        for node in model.walk()
+        if is_lazy_torch_layer(node)
+    ]
+
+
+def build_torch_layers(model: Model, saved_dims: List[Dict[str, Optional[int]]]) -> None:
+    """Rebuild the lazy torch layers from saved dims so that ``from_bytes`` finds them."""
+    nodes = [node for node in model.walk() if is_lazy_torch_layer(node)]
+    if len(nodes) != len(saved_dims):
+        raise ValueError(
+            f"The saved model has {len(saved_dims)} torch layers but this architecture has "
+            f"{len(nodes)}: the config does not match the weights."
+        )
+    for node, dims in zip(nodes, saved_dims):
+        for dim, value in dims.items():
+            if value is not None and node.maybe_get_dim(dim) is None:
+                node.set_dim(dim, value)
+        if all(node.maybe_get_dim(d) is not None for d in node.dim_names):
+            build_torch_layer(node)

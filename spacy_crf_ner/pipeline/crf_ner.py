@@ -1,0 +1,535 @@
+"""The ``crf_ner`` pipe: per-label BIOUL CRF named-entity recognition.
+
+Training modes and how each one decodes (the two always agree):
+
+* ``"joint"``: CRF negative log-likelihood; decoded by constrained Viterbi.
+* ``"marginal"``: cross-entropy on the CRF posterior marginals; decoded by constrained Viterbi.
+* ``"independent"``: per-token softmax cross-entropy, no CRF; decoded by per-token argmax,
+  read leniently into spans (see ``tags.decode_tags``).
+
+Losses are summed over documents, labels and tokens and divided by the number of tokens in
+the batch (per gold token over the whole batch), so they do not depend on batch size.
+
+Each predicted span gets a confidence: the posterior probability that its label's chain
+tags exactly this span (B I* L, or U), from the CRF's forward-backward scores (per-token
+softmax in ``"independent"`` mode). It is stored spancat-style as
+``doc.spans[key].attrs["scores"]`` (aligned with the group's spans).
+"""
+import warnings
+from itertools import islice
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy
+import srsly
+from spacy import util
+from spacy.errors import Errors
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
+
+from .scoring import crf_ner_score
+from .tags import decode_tags, encode_spans, spans_per_doc
+
+MODES = ("joint", "marginal", "independent")
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy_crf_ner.CrfTagger.v1"
+learnable_transitions = true
+dropout = 0.0
+
+[model.tok2vec]
+@architectures = "spacy_crf_ner.TextCNN.v1"
+kernel_sizes = [3]
+residual = true
+normalize = "pre"
+activation = "relu"
+dropout = 0.1
+
+[model.tok2vec.tok2vec]
+@architectures = "spacy.Tok2Vec.v2"
+
+[model.tok2vec.tok2vec.embed]
+@architectures = "spacy.MultiHashEmbed.v2"
+width = 96
+attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
+rows = [5000, 1000, 2500, 2500]
+include_static_vectors = false
+
+[model.tok2vec.tok2vec.encode]
+@architectures = "spacy.MaxoutWindowEncoder.v2"
+width = 96
+depth = 4
+window_size = 1
+maxout_pieces = 3
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+@Language.factory(
+    "crf_ner",
+    assigns=["doc.ents", "doc.spans"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "labels": None,
+        "target_span_getter": "sc",
+        "span_setter": ["ents", "sc"],
+        "mode": "joint",
+        "confidence_threshold": 0.0,
+        "scorer": {"@scorers": "spacy_crf_ner.crf_ner_scorer.v1"},
+    },
+    default_score_weights={
+        "spans_sc_f": 1.0,
+        "spans_sc_p": 0.0,
+        "spans_sc_r": 0.0,
+        "spans_sc_per_type": None,
+        "ents_f": 0.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+        "ents_per_type": None,
+    },
+)
+def make_crf_ner(
+    nlp: Language,
+    name: str,
+    model: Model,
+    labels: Optional[List[str]] = None,
+    target_span_getter: str = "sc",
+    span_setter: Union[str, List[str]] = ["ents", "sc"],
+    mode: str = "joint",
+    confidence_threshold: float = 0.0,
+    scorer: Optional[Callable] = crf_ner_score,
+) -> "CrfNer":
+    """Create a ``crf_ner`` component.
+
+    labels: fixed label set; otherwise inferred from the training data at ``initialize``.
+    target_span_getter: where gold spans live in reference docs: ``"ents"`` or a span key.
+    span_setter: where predictions go: ``"ents"``, a span key, ``"*"`` (one group per label)
+        or a list of these.
+    mode: ``"joint"``, ``"marginal"`` or ``"independent"`` (see the module docstring).
+    confidence_threshold: predicted spans with a lower confidence are not written.
+    """
+    return CrfNer(
+        nlp.vocab,
+        model,
+        name,
+        labels=labels,
+        target_span_getter=target_span_getter,
+        span_setter=span_setter,
+        mode=mode,
+        confidence_threshold=confidence_threshold,
+        scorer=scorer,
+    )
+
+
+def _normalise_setter(span_setter: Union[str, Sequence[str]]) -> List[str]:
+    targets = [span_setter] if isinstance(span_setter, str) else list(span_setter)
+    if not targets or any(not isinstance(t, str) or not t for t in targets):
+        raise ValueError(
+            f"span_setter must be 'ents', a span key, '*' or a list of these; got {span_setter!r}"
+        )
+    return list(dict.fromkeys(targets))
+
+
+class CrfNer(TrainablePipe):
+    """Tag each label with its own BIOUL chain and a CRF; write the spans to the doc."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "crf_ner",
+        *,
+        labels: Optional[Iterable[str]] = None,
+        target_span_getter: str = "sc",
+        span_setter: Union[str, Sequence[str]] = ("ents", "sc"),
+        mode: str = "joint",
+        confidence_threshold: float = 0.0,
+        scorer: Optional[Callable] = crf_ner_score,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not isinstance(target_span_getter, str) or not target_span_getter:
+            raise ValueError(
+                f"target_span_getter must be 'ents' or a span key, got {target_span_getter!r}"
+            )
+        if not 0.0 <= confidence_threshold <= 1.0:
+            raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}")
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {
+            "labels": [],
+            "target_span_getter": target_span_getter,
+            "span_setter": _normalise_setter(span_setter),
+            "mode": mode,
+            "confidence_threshold": float(confidence_threshold),
+            "torch_layer_dims": [],
+        }
+        for label in labels or []:
+            self.add_label(label)
+        # Gold spans seen in training, by fate (see ``_gold_tags``).
+        self.stats = {"gold_spans": 0, "same_label_overlap": 0, "misaligned": 0, "unknown_label": 0}
+        self._warned_overlap = False
+
+    # ----------------------------------------------------------------- labels
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str) or not label:
+            raise ValueError(Errors.E187)
+        if label in self.labels:
+            return 0
+        if self._head_built():
+            raise ValueError(
+                f"Cannot add label {label!r} to '{self.name}': the model is already initialized "
+                f"with labels {list(self.labels)}. Give every label before nlp.initialize()."
+            )
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    @property
+    def mode(self) -> str:
+        return self.cfg["mode"]
+
+    @property
+    def span_setter(self) -> List[str]:
+        return list(self.cfg["span_setter"])
+
+    @property
+    def target_span_getter(self) -> str:
+        return self.cfg["target_span_getter"]
+
+    # ------------------------------------------------------------ model access
+    def _head_model(self) -> Model:
+        try:
+            return self.model.get_ref("head")
+        except KeyError:
+            raise ValueError(
+                f"The model of '{self.name}' has no 'head' ref: use the architecture "
+                "spacy_crf_ner.CrfTagger.v1."
+            ) from None
+
+    def _head_built(self) -> bool:
+        return bool(self.model.has_ref("head") and self._head_model().layers)
+
+    @property
+    def crf(self):
+        """The ``MultiLabelBIOULCRF`` torch module (after initialize or loading)."""
+        from ..models.crf_tagger import get_emission_head
+
+        return get_emission_head(self.model).crf
+
+    # --------------------------------------------------------------- training
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Sequence[str]] = None,
+    ) -> None:
+        """Take labels from ``labels`` (e.g. ``spacy init labels``) or infer them from the
+        examples, then initialize the model on a sample of documents."""
+        validate_get_examples(get_examples, "CrfNer.initialize")
+        if labels is not None:
+            for label in labels:
+                self.add_label(label)
+        elif not self.labels:
+            found = set()
+            for eg in get_examples():
+                found.update(span.label_ for span in self._reference_spans(eg.reference))
+            for label in sorted(found):
+                self.add_label(label)
+        if not self.labels:
+            raise ValueError(
+                f"'{self.name}' found no labels: the reference docs have no spans under "
+                f"target_span_getter={self.target_span_getter!r}, and no labels were given."
+            )
+        head = self._head_model()
+        if head.maybe_get_dim("nL") not in (None, len(self.labels)):
+            raise ValueError(f"'{self.name}' was already initialized with other labels.")
+        head.set_dim("nL", len(self.labels))
+        doc_sample = [eg.x for eg in islice(get_examples(), 10)]
+        self.model.initialize(X=doc_sample)
+        self._report_gold(get_examples())
+
+    def _report_gold(self, examples: Iterable[Example]) -> None:
+        """Count, once, the gold spans that training cannot use, and say why."""
+        counts = {"gold_spans": 0, "same_label_overlap": 0, "misaligned": 0, "unknown_label": 0}
+        for eg in examples:
+            self._gold_tags(eg, counts)
+        lost = {k: v for k, v in counts.items() if k != "gold_spans" and v}
+        if lost:
+            detail = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in lost.items())
+            warnings.warn(
+                f"[{self.name}] {sum(lost.values())} of {counts['gold_spans']} gold spans cannot "
+                f"be trained on ({detail}). Same-label overlaps keep the longest span, then the "
+                "leftmost; misaligned spans do not start/end on a token of the pipeline's "
+                "tokenizer.",
+                stacklevel=2,
+            )
+            self._warned_overlap = True
+
+    def _reference_spans(self, doc: Doc) -> Sequence[Span]:
+        key = self.target_span_getter
+        if key == "ents":
+            return doc.ents
+        return doc.spans[key] if key in doc.spans else []
+
+    def _gold_tags(self, example: Example, counts: Dict[str, int]) -> numpy.ndarray:
+        """BIOUL matrix [T, L] of the example's gold spans, on the predicted doc's tokens."""
+        spans = self._reference_spans(example.reference)
+        counts["gold_spans"] += len(spans)
+        label_ids = {label: i for i, label in enumerate(self.labels)}
+        known = [s for s in spans if s.label_ in label_ids]
+        counts["unknown_label"] += len(spans) - len(known)
+        aligned = example.get_aligned_spans_y2x(known, allow_overlap=True)
+        counts["misaligned"] += len(known) - len(aligned)
+        triples = [(label_ids[s.label_], s.start, s.end) for s in aligned]
+        tags, dropped = encode_spans(triples, len(example.predicted), len(label_ids))
+        counts["same_label_overlap"] += len(dropped)
+        return tags
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "CrfNer.update")
+        docs = [eg.predicted for eg in examples]
+        if not any(len(doc) for doc in docs):
+            return losses
+        set_dropout_rate(self.model, drop)
+        scores, backprop_scores = self.model.begin_update(docs)
+        loss, d_scores, param_grads = self._loss_and_grads(examples, scores, with_params=True)
+        backprop_scores(d_scores)
+        for param, grad in param_grads:
+            param.grad = grad if param.grad is None else param.grad + grad
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, Any]:
+        """Loss (per gold token over the batch) and its gradient w.r.t. the emissions."""
+        loss, d_scores, _ = self._loss_and_grads(list(examples), scores, with_params=False)
+        return loss, d_scores
+
+    def _loss_and_grads(self, examples: List[Example], scores, with_params: bool):
+        import torch
+        from thinc.api import torch2xp, xp2torch
+
+        from ..models.padding import lengths_to_mask
+
+        em_xp, lengths = scores
+        n_batch, n_time, n_labels, _ = em_xp.shape
+        gold = numpy.zeros((n_batch, n_time, n_labels), dtype="int64")
+        before = self.stats["same_label_overlap"]
+        for i, eg in enumerate(examples):
+            gold[i, : lengths[i]] = self._gold_tags(eg, self.stats)
+        if self.stats["same_label_overlap"] > before and not self._warned_overlap:
+            self._warned_overlap = True
+            warnings.warn(
+                f"[{self.name}] gold spans overlapping a longer span of the same label are "
+                f"ignored in training ({self.stats['same_label_overlap']} so far; see "
+                f"nlp.get_pipe({self.name!r}).stats)."
+            )
+        crf = self.crf
+        with torch.enable_grad():
+            em = xp2torch(em_xp, requires_grad=True)
+            gold_t = torch.as_tensor(gold, device=em.device)
+            mask = lengths_to_mask(torch.as_tensor(lengths, device=em.device), n_time)
+            if self.mode == "joint":
+                total = crf.nll(em, gold_t, mask).sum()
+            else:
+                if self.mode == "marginal":
+                    log_probs = crf.log_marginals(em, mask)
+                else:
+                    log_probs = torch.log_softmax(em, dim=-1)
+                gold_lp = log_probs.gather(-1, gold_t.unsqueeze(-1)).squeeze(-1)  # [B, T, L]
+                total = -(gold_lp * mask.unsqueeze(-1)).sum()
+            loss = total / max(sum(lengths), 1)
+            params = []
+            if with_params and self.mode != "independent":
+                params = [p for p in crf.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(loss, [em] + params)
+        d_scores = torch2xp(grads[0])
+        return float(loss.detach()), d_scores, list(zip(params, grads[1:]))
+
+    # -------------------------------------------------------------- inference
+    def predict(self, docs: Iterable[Doc]):
+        """Decode each doc: ``(spans [n, 4] = (doc, label, start, end_incl), confidences [n])``."""
+        docs = list(docs)
+        if not docs:
+            return []
+        if not any(len(doc) for doc in docs):
+            empty = numpy.zeros((0, 4), dtype="int64")
+            return [(empty, numpy.zeros((0,), dtype="float32")) for _ in docs]
+        em_xp, lengths = self.model.predict(docs)
+        return self._decode(em_xp, lengths)
+
+    def _decode(self, em_xp, lengths: List[int]):
+        import torch
+        from thinc.api import xp2torch
+
+        from ..models.padding import lengths_to_mask
+
+        with torch.no_grad():
+            em = xp2torch(em_xp)
+            mask = lengths_to_mask(torch.as_tensor(lengths, device=em.device), em.shape[1])
+            if self.mode == "independent":
+                log_probs = torch.log_softmax(em, dim=-1)
+                best_lp, tags = log_probs.max(dim=-1)  # [B, T, L]
+                tags = tags.masked_fill(~mask.unsqueeze(-1), 0)
+                spans = decode_tags(tags.cpu().numpy())
+                cum = (best_lp * mask.unsqueeze(-1)).cumsum(dim=1)
+                idx = torch.as_tensor(spans, device=em.device)
+                if len(spans):
+                    doc, lab, start, end = idx.unbind(-1)
+                    before = torch.where(
+                        start > 0, cum[doc, (start - 1).clamp(min=0), lab], torch.zeros_like(start, dtype=cum.dtype)
+                    )
+                    span_lp = cum[doc, end, lab] - before
+                else:
+                    span_lp = em.new_zeros((0,))
+            else:
+                crf = self.crf
+                tags = crf.viterbi(em, mask)
+                spans = decode_tags(tags.cpu().numpy())
+                alphas, betas, log_z = crf.forward_backward(em, mask)
+                idx = torch.as_tensor(spans, device=em.device)
+                span_lp = crf.span_log_probs(em, alphas, betas, log_z, idx)
+            conf = span_lp.exp().clamp(max=1.0).float().cpu().numpy()
+        # Within each doc, order spans by position (then label), as readers expect.
+        order = numpy.lexsort((spans[:, 1], spans[:, 3], spans[:, 2], spans[:, 0]))
+        spans, conf = spans[order], conf[order]
+        per_doc = spans_per_doc(spans, len(lengths))
+        bounds = numpy.cumsum([0] + [len(s) for s in per_doc])
+        return [(s, conf[bounds[i] : bounds[i + 1]]) for i, s in enumerate(per_doc)]
+
+    def set_annotations(self, docs: Iterable[Doc], predictions) -> None:
+        labels = self.labels
+        threshold = self.cfg["confidence_threshold"]
+        for doc, (spans, conf) in zip(docs, predictions):
+            keep = conf >= threshold
+            spans, conf = spans[keep], conf[keep]
+            found = [Span(doc, int(s), int(e) + 1, label=labels[lab]) for _, lab, s, e in spans]
+            for target in self.cfg["span_setter"]:
+                if target == "ents":
+                    doc.ents = self._merge_ents(doc, found, conf)
+                elif target == "*":
+                    for i, label in enumerate(labels):
+                        sel = spans[:, 1] == i
+                        group = [sp for sp, on in zip(found, sel) if on]
+                        doc.spans[label] = SpanGroup(
+                            doc, name=label, spans=group, attrs={"scores": conf[sel]}
+                        )
+                else:
+                    doc.spans[target] = SpanGroup(
+                        doc, name=target, spans=found, attrs={"scores": conf.copy()}
+                    )
+
+    def _merge_ents(self, doc: Doc, found: List[Span], conf: numpy.ndarray) -> List[Span]:
+        """Non-overlapping subset for ``doc.ents``: most confident first, then longest, then
+        leftmost; entities already on the doc from other labels stay where nothing of ours
+        overlaps them."""
+        order = sorted(range(len(found)), key=lambda i: (-conf[i], -len(found[i]), found[i].start))
+        taken = numpy.zeros(len(doc), dtype=bool)
+        ents = []
+        for i in order:
+            span = found[i]
+            if not taken[span.start : span.end].any():
+                taken[span.start : span.end] = True
+                ents.append(span)
+        ours = set(self.labels)
+        for ent in doc.ents:
+            if ent.label_ not in ours and not taken[ent.start : ent.end].any():
+                taken[ent.start : ent.end] = True
+                ents.append(ent)
+        return sorted(ents, key=lambda s: (s.start, s.end))
+
+    # ---------------------------------------------------------------- scoring
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
+        validate_examples(examples, "CrfNer.score")
+        kwargs.update(
+            span_setter=self.span_setter,
+            target_span_getter=self.target_span_getter,
+            labels=self.labels,
+        )
+        return self.scorer(examples, **kwargs)
+
+    # ---------------------------------------------------------- serialisation
+    def _save_layer_dims(self) -> None:
+        from ..models.torch_layer import torch_layer_dims
+
+        self.cfg["torch_layer_dims"] = torch_layer_dims(self.model)
+
+    def _prepare_model_for_weights(self) -> None:
+        """Build the torch layers from the saved dims so the weights have a place to go."""
+        from ..models.torch_layer import build_torch_layers
+
+        head = self._head_model()
+        if head.maybe_get_dim("nL") is None and self.labels:
+            head.set_dim("nL", len(self.labels))
+        if self.cfg.get("torch_layer_dims"):
+            build_torch_layers(self.model, self.cfg["torch_layer_dims"])
+
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        self._save_layer_dims()
+        return super().to_bytes(exclude=exclude)
+
+    def to_disk(self, path, *, exclude=tuple()) -> None:
+        self._save_layer_dims()
+        super().to_disk(path, exclude=exclude)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "CrfNer":
+        msg = srsly.msgpack_loads(bytes_data)
+        if "cfg" in msg and "cfg" not in exclude:
+            self.cfg.update(srsly.json_loads(msg["cfg"]))
+        if "vocab" in msg and "vocab" not in exclude:
+            self.vocab.from_bytes(msg["vocab"], exclude=exclude)
+        if "model" not in exclude:
+            self._prepare_model_for_weights()
+            self._load_model_bytes(msg["model"])
+        return self
+
+    def from_disk(self, path, *, exclude=tuple()) -> "CrfNer":
+        def load_cfg(p):
+            self.cfg.update(srsly.read_json(p))
+
+        def load_model(p):
+            self._prepare_model_for_weights()
+            with open(p, "rb") as file_:
+                self._load_model_bytes(file_.read())
+
+        deserialize = {
+            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
+            "cfg": load_cfg,
+            "model": load_model,
+        }
+        util.from_disk(path, deserialize, exclude)
+        return self
+
+    def _load_model_bytes(self, data: bytes) -> None:
+        try:
+            self.model.from_bytes(data)
+        except AttributeError:
+            raise ValueError(Errors.E149) from None
