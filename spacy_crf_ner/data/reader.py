@@ -1,0 +1,556 @@
+"""Read a folder of BRAT standoff files (``name.txt`` + ``name.ann``) into spaCy Docs.
+
+Each entity becomes a span in ``doc.spans[span_key]`` (all of them, overlapping or not),
+with ``span.id_`` set to its T id; a non-overlapping subset also goes to ``doc.ents``.
+Attributes, notes, discontinuous fragments and ``N``/``R``/``E``/``*`` lines are kept in
+``doc.user_data`` (see :mod:`.meta`), so :func:`write_standoff` can write them back. Every
+problem is counted in a :class:`ConversionReport` and located by file and line; with
+``strict=True`` the first problem raises :class:`StandoffError` instead.
+"""
+import os
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from .ann import AnnDocument, AnnEntity, parse_ann
+from .meta import ANNOTATIONS_KEY, PROVENANCE_KEY
+from .report import ConversionReport, StandoffError, StandoffIssue
+from .split import DEFAULT_SPLIT_REGEX, split_doc
+
+DISCONTINUOUS_POLICIES = ("split", "cover", "skip")
+ALIGNMENT_POLICIES = ("split_tokens", "expand", "contract", "strict")
+
+
+@dataclass
+class StandoffOptions:
+    """Options shared by the reader, the converter CLI and the corpus reader.
+
+    * ``span_key``: span group receiving every kept entity.
+    * ``set_ents``: also fill ``doc.ents`` with a non-overlapping subset (longest first).
+    * ``discontinuous``: ``"split"`` (a span per fragment), ``"cover"`` (one span from the
+      first start to the last end) or ``"skip"``. Fragments separated only by whitespace are
+      merged first, whatever the policy.
+    * ``alignment``: what to do with entity boundaries that are not token boundaries:
+      ``"split_tokens"`` (split the tokens there; nothing changes or is lost),
+      ``"expand"``/``"contract"`` (snap outwards/inwards), ``"strict"`` (drop).
+    * ``split_regex``/``max_length``: see :func:`split_doc` (``max_length=0``: no split).
+    * ``strict``: raise :class:`StandoffError` on the first problem instead of warning.
+    * ``keep_txt_only``: keep ``.txt`` files without ``.ann`` as Docs without entities.
+    """
+
+    span_key: str = "sc"
+    set_ents: bool = True
+    discontinuous: str = "split"
+    alignment: str = "split_tokens"
+    split_regex: Optional[str] = DEFAULT_SPLIT_REGEX
+    max_length: int = 0
+    strict: bool = False
+    keep_txt_only: bool = True
+    encoding: str = "utf-8"
+
+    def __post_init__(self) -> None:
+        if self.discontinuous not in DISCONTINUOUS_POLICIES:
+            raise ValueError(
+                f"discontinuous={self.discontinuous!r}; expected one of {DISCONTINUOUS_POLICIES}"
+            )
+        if self.alignment not in ALIGNMENT_POLICIES:
+            raise ValueError(
+                f"alignment={self.alignment!r}; expected one of {ALIGNMENT_POLICIES}"
+            )
+        if self.max_length < 0:
+            raise ValueError(f"max_length={self.max_length} must be >= 0")
+        if not self.span_key:
+            raise ValueError("span_key must be a non-empty string")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "StandoffOptions":
+        known = {f.name for f in fields(cls)}
+        unknown = set(kwargs) - known
+        if unknown:
+            raise TypeError(f"Unknown standoff options: {sorted(unknown)}")
+        return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------
+@dataclass
+class StandoffFile:
+    """A document of the corpus: relative stem (``sub/name``) and its .txt/.ann paths."""
+
+    stem: str
+    txt: Optional[Path]
+    ann: Optional[Path]
+
+    @property
+    def source(self) -> str:
+        return self.stem + ".txt"
+
+
+def find_standoff_files(path: Union[str, Path]) -> List[StandoffFile]:
+    """Walk ``path`` recursively (hidden files and folders skipped) and pair .txt with .ann.
+
+    ``path`` may also be a single ``.txt`` or ``.ann`` file. Sorted by relative path.
+    """
+    root = Path(path)
+    if root.is_file():
+        base, files = root.parent, [root]
+    else:
+        base, files = root, []
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            files.extend(Path(folder) / name for name in names if not name.startswith("."))
+    pairs: Dict[str, StandoffFile] = {}
+    for file in files:
+        suffix = file.suffix.lower()
+        if suffix not in (".txt", ".ann"):
+            continue
+        stem = file.relative_to(base).with_suffix("").as_posix()
+        entry = pairs.setdefault(stem, StandoffFile(stem, None, None))
+        if suffix == ".txt":
+            entry.txt = file
+        else:
+            entry.ann = file
+    return [pairs[k] for k in sorted(pairs)]
+
+
+# ---------------------------------------------------------------------------------------
+# Conversion of one document
+# ---------------------------------------------------------------------------------------
+def _merge_fragments(
+    fragments: List[Tuple[int, int]], text: str
+) -> List[Tuple[int, int]]:
+    """Sort fragments and merge those separated only by whitespace (or touching/overlapping)."""
+    merged: List[Tuple[int, int]] = []
+    for start, end in sorted(fragments):
+        if merged and (start <= merged[-1][1] or not text[merged[-1][1]:start].strip()):
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _retokenize(doc: Doc, starts: Set[int], ends: Set[int]) -> Tuple[Doc, int]:
+    """Rebuild ``doc`` with extra token boundaries so every start/end is a token boundary.
+
+    A token is split inside its text; when an entity starts on a token's trailing space, or
+    ends right after it, the space becomes a token of its own. Norms set by the tokenizer
+    are kept on unchanged tokens.
+    """
+    cuts = starts | ends
+    words: List[str] = []
+    spaces: List[bool] = []
+    norms: List[Optional[str]] = []
+    for tok in doc:
+        a = tok.idx
+        b = a + len(tok.text)
+        inner = sorted(c for c in cuts if a < c < b)
+        space_cut = bool(tok.whitespace_) and (b in starts or b + 1 in ends)
+        if not inner and not space_cut:
+            words.append(tok.text)
+            spaces.append(bool(tok.whitespace_))
+            norms.append(tok.norm_ if tok.norm != tok.lex.norm else None)
+            continue
+        bounds = [a] + inner + [b]
+        for k, (x, y) in enumerate(zip(bounds, bounds[1:])):
+            words.append(doc.text[x:y])
+            last = k == len(bounds) - 2
+            spaces.append(last and bool(tok.whitespace_) and not space_cut)
+            norms.append(None)
+        if space_cut:
+            words.append(tok.whitespace_)
+            spaces.append(False)
+            norms.append(None)
+    new = Doc(doc.vocab, words=words, spaces=spaces)
+    for token, norm in zip(new, norms):
+        if norm is not None:
+            token.norm_ = norm
+    assert new.text == doc.text
+    return new, len(new) - len(doc)
+
+
+def select_ents(spans: Iterable[Span]) -> List[Span]:
+    """Pick non-overlapping spans for ``doc.ents``.
+
+    Rule: longest first (in characters), then earliest start, then label, then T id, then
+    input order; a span is taken if none of its tokens is already taken. Deterministic.
+    """
+    indexed = list(enumerate(spans))
+    indexed.sort(
+        key=lambda x: (-(x[1].end_char - x[1].start_char), x[1].start_char, x[1].label_,
+                       x[1].id_, x[0])
+    )
+    taken: Set[int] = set()
+    chosen = []
+    for _, span in indexed:
+        if span.start == span.end or any(i in taken for i in range(span.start, span.end)):
+            continue
+        taken.update(range(span.start, span.end))
+        chosen.append(span)
+    return sorted(chosen, key=lambda s: s.start)
+
+
+class StandoffReader:
+    """Converts standoff documents with one ``nlp`` and options, filling one report."""
+
+    def __init__(
+        self,
+        nlp: Language,
+        options: Optional[StandoffOptions] = None,
+        report: Optional[ConversionReport] = None,
+    ):
+        self.nlp = nlp
+        self.options = options or StandoffOptions()
+        self.report = report if report is not None else ConversionReport()
+
+    # -- problems ------------------------------------------------------------------------
+    def warn(self, code: str, message: str, file: Optional[str], line: Optional[int] = None):
+        self._issue(StandoffIssue(code, message, file, line))
+
+    def _issue(self, issue: StandoffIssue) -> None:
+        self.report.add_issue(issue)
+        if self.options.strict:
+            raise StandoffError(str(issue), issue)
+
+    # -- files ---------------------------------------------------------------------------
+    def _read(self, path: Path, source: str) -> Tuple[Optional[str], Optional[str]]:
+        """Decoded text (None if undecodable) and the undecodable fallback for counting."""
+        data = path.read_bytes()
+        try:
+            return data.decode(self.options.encoding), None
+        except UnicodeDecodeError as err:
+            line = data[: err.start].count(b"\n") + 1
+            self.warn(
+                "decode_error",
+                f"not valid {self.options.encoding} (byte {data[err.start]:#04x} at byte "
+                f"offset {err.start}); file skipped",
+                source,
+                line,
+            )
+            return None, data.decode(self.options.encoding, errors="replace")
+
+    def read_file(self, entry: StandoffFile) -> List[Doc]:
+        """Convert one corpus entry (any of .txt/.ann possibly missing)."""
+        rep = self.report
+        ann_name = entry.stem + ".ann"
+        if entry.txt is not None:
+            rep.txt_files += 1
+        if entry.ann is not None:
+            rep.ann_files += 1
+        ann_text: Optional[str] = ""
+        if entry.ann is not None:
+            ann_text, fallback = self._read(entry.ann, ann_name)
+            if ann_text is None:
+                self._drop_all(parse_ann(fallback or ""), "unreadable_file")
+                rep.files_skipped["unreadable"] += 1
+                return []
+        if entry.txt is None:
+            self.warn("ann_without_txt", "no matching .txt file; annotations skipped", ann_name)
+            self._drop_all(parse_ann(ann_text or ""), "missing_txt")
+            rep.files_skipped["ann_without_txt"] += 1
+            return []
+        text, _ = self._read(entry.txt, entry.source)
+        if text is None:
+            self._drop_all(parse_ann(ann_text or ""), "unreadable_file")
+            rep.files_skipped["unreadable"] += 1
+            return []
+        if entry.ann is None:
+            rep.txt_only += 1
+            if not self.options.keep_txt_only:
+                rep.files_skipped["txt_only"] += 1
+                return []
+            self.warn("txt_without_ann", "no matching .ann file; kept without entities",
+                      entry.source)
+        return self.convert(
+            text, ann_text or "", entry.source, ann_name=ann_name, has_ann=entry.ann is not None
+        )
+
+    def _drop_all(self, parsed: AnnDocument, reason: str) -> None:
+        rep = self.report
+        rep.t_lines += parsed.t_lines
+        rep.spans_read += parsed.t_lines
+        rep.drop(reason, parsed.t_lines)
+        n_other = len(parsed.attributes) + len(parsed.notes) + len(parsed.others)
+        if n_other:
+            rep.ignored_lines[reason] += n_other
+
+    # -- one document --------------------------------------------------------------------
+    def make_doc(self, text: str) -> Doc:
+        if len(text) > self.nlp.max_length:  # long documents are the point of split_doc
+            return self.nlp.tokenizer(text)
+        return self.nlp.make_doc(text)
+
+    def convert(
+        self,
+        text: str,
+        ann_text: str,
+        source: str,
+        *,
+        ann_name: Optional[str] = None,
+        has_ann: bool = True,
+    ) -> List[Doc]:
+        """Convert one document given as strings; ``source`` names it in provenance."""
+        opts, rep = self.options, self.report
+        ann_name = ann_name or (source.rsplit(".", 1)[0] + ".ann")
+        parsed = parse_ann(ann_text)
+        for issue in parsed.issues:
+            issue.file = ann_name
+            self._issue(issue)
+        if has_ann and not ann_text.strip():
+            rep.empty_ann += 1
+        rep.t_lines += parsed.t_lines
+        rep.spans_read += parsed.malformed_t_lines
+        if parsed.malformed_t_lines:
+            rep.drop("malformed", parsed.malformed_t_lines)
+        if text == "":
+            self.warn("empty_text", "empty .txt file; skipped", source)
+            rep.files_skipped["empty_text"] += 1
+            valid = len(parsed.entities)
+            rep.spans_read += valid
+            if valid:
+                rep.drop("empty_text", valid)
+            n_other = len(parsed.attributes) + len(parsed.notes) + len(parsed.others)
+            if n_other:
+                rep.ignored_lines["empty_text"] += n_other
+            return []
+        if parsed.unknown_lines:
+            rep.ignored_lines["unknown"] += parsed.unknown_lines
+        if parsed.malformed_other_lines:
+            rep.ignored_lines["malformed"] += parsed.malformed_other_lines
+
+        doc = self.make_doc(text)
+        candidates, records = self._candidates(parsed, text, ann_name)
+        doc, spans = self._align(doc, candidates, ann_name)
+        kept_ids = {span.id_ for span in spans}
+        other_attr_lines = self._attach(parsed, records, kept_ids, ann_name)
+
+        doc.spans[opts.span_key] = spans
+        rep.kept += len(spans)
+        if opts.set_ents:
+            ents = select_ents(spans)
+            doc.ents = ents
+            rep.in_ents += len(ents)
+            rep.not_in_ents += len(spans) - len(ents)
+        doc.user_data[PROVENANCE_KEY] = {
+            "source": source, "offset": 0, "length": len(text), "part": 0, "n_parts": 1,
+        }
+        records = {tid: rec for tid, rec in records.items() if tid in kept_ids}
+        other_lines = [
+            [o.kind, o.id, o.raw, list(o.refs)] for o in parsed.others
+        ] + other_attr_lines
+        if records or other_lines:
+            doc.user_data[ANNOTATIONS_KEY] = {"entities": records, "other_lines": other_lines}
+        parts = split_doc(doc, opts.split_regex, opts.max_length, report=rep)
+        rep.documents += 1
+        rep.parts += len(parts)
+        return parts
+
+    def _candidates(
+        self, parsed: AnnDocument, text: str, ann_name: str
+    ) -> Tuple[List[Tuple[int, int, str, str]], Dict[str, Dict[str, Any]]]:
+        opts, rep = self.options, self.report
+        seen: Set[str] = set()
+        candidates: List[Tuple[int, int, str, str]] = []
+        records: Dict[str, Dict[str, Any]] = {}
+        n = len(text)
+        for ent in parsed.entities:
+            if ent.id in seen:
+                self.warn("duplicate_id", f"entity id {ent.id} used again; dropped",
+                          ann_name, ent.line)
+                rep.spans_read += 1
+                rep.drop("duplicate_id")
+                continue
+            seen.add(ent.id)
+            last = max(end for _, end in ent.fragments)
+            if last > n:
+                self.warn(
+                    "out_of_range",
+                    f"entity {ent.id} ends at {last}, past the end of the text ({n} chars); "
+                    "dropped",
+                    ann_name,
+                    ent.line,
+                )
+                rep.spans_read += 1
+                rep.drop("out_of_range")
+                continue
+            self._check_text(ent, text, ann_name)
+            merged = _merge_fragments(ent.fragments, text)
+            if len(ent.fragments) > 1:
+                rep.discontinuous += 1
+                rep.merged_fragments += len(ent.fragments) - len(merged)
+            if len(merged) == 1:
+                spans = merged
+            elif opts.discontinuous == "split":
+                spans = merged
+                rep.extra_fragments += len(merged) - 1
+            elif opts.discontinuous == "cover":
+                spans = [(merged[0][0], merged[-1][1])]
+            else:
+                rep.spans_read += 1
+                rep.drop("discontinuous_skipped")
+                continue
+            rep.spans_read += len(spans)
+            if len(ent.fragments) > 1:
+                records[ent.id] = {
+                    "label": ent.label,
+                    "fragments": [list(f) for f in ent.fragments],
+                    "spans": [list(s) for s in spans],
+                }
+            candidates.extend((s, e, ent.label, ent.id) for s, e in spans)
+        return candidates, records
+
+    def _check_text(self, ent: AnnEntity, text: str, ann_name: str) -> None:
+        if ent.text is None:
+            return
+        expected = " ".join(text[s:e] for s, e in ent.fragments)
+        if ent.text != expected:
+            self.report.text_mismatches += 1
+            self.warn(
+                "text_mismatch",
+                f"entity {ent.id}: text column {ent.text[:60]!r} != .txt slice "
+                f"{expected[:60]!r}; offsets kept",
+                ann_name,
+                ent.line,
+            )
+
+    def _align(
+        self, doc: Doc, candidates: List[Tuple[int, int, str, str]], ann_name: str
+    ) -> Tuple[Doc, List[Span]]:
+        policy, rep = self.options.alignment, self.report
+        starts = {t.idx for t in doc}
+        ends = {t.idx + len(t.text) for t in doc}
+        aligned = [s in starts and e in ends for s, e, _, _ in candidates]
+        if policy == "split_tokens" and not all(aligned):
+            bad = [c for c, ok in zip(candidates, aligned) if not ok]
+            doc, added = _retokenize(doc, {c[0] for c in bad}, {c[1] for c in bad})
+            rep.tokens_split += added
+        spans: List[Span] = []
+        for (start, end, label, tid), ok in zip(candidates, aligned):
+            if ok or policy == "split_tokens":
+                span = doc.char_span(start, end, label=label, span_id=tid)
+                outcome = "exact" if ok else "split_tokens"
+            elif policy == "strict":
+                span, outcome = None, "strict"
+            else:
+                span = doc.char_span(start, end, label=label, span_id=tid,
+                                     alignment_mode=policy)
+                outcome = "expanded" if policy == "expand" else "contracted"
+                if span is not None and span.start == span.end:
+                    span = None
+            if span is None:
+                if outcome in ("exact", "split_tokens"):
+                    raise AssertionError(f"could not align {start}-{end} in {ann_name}")
+                rep.drop("misaligned")
+                self.warn(
+                    "misaligned",
+                    f"entity {tid} [{start}, {end}) {doc.text[start:end][:40]!r} is not on "
+                    f"token boundaries; dropped (alignment={policy!r})",
+                    ann_name,
+                )
+                continue
+            rep.alignment[outcome] += 1
+            spans.append(span)
+        spans.sort(key=lambda s: (s.start, s.end, s.label_, s.id_))
+        return doc, spans
+
+    def _attach(
+        self,
+        parsed: AnnDocument,
+        records: Dict[str, Dict[str, Any]],
+        kept_ids: Set[str],
+        ann_name: str,
+    ) -> List[List[Any]]:
+        """Attach A/M/# lines to kept entities; keep those on other annotations verbatim.
+
+        Returns the A/M/# lines that target another annotation (R, E, ...) as other lines.
+        """
+        rep = self.report
+        entity_ids = {e.id for e in parsed.entities}
+        other_ids = {o.id for o in parsed.others}
+        other_attr_lines: List[List[Any]] = []
+        items = [(a, "attributes", [a.id, a.name, a.value]) for a in parsed.attributes]
+        items += [(n, "notes", [n.id, n.type, n.text]) for n in parsed.notes]
+        for item, slot, value in items:
+            kind = item.id[:1]
+            if item.target in kept_ids:
+                record = records.setdefault(item.target, {})
+                record.setdefault(slot, []).append(value)
+                if slot == "attributes":
+                    rep.attributes += 1
+                else:
+                    rep.notes += 1
+            elif item.target in entity_ids:
+                rep.ignored_lines[f"{kind} on dropped entity"] += 1
+            elif item.target in other_ids:
+                other_attr_lines.append([kind, item.id, item.raw, [item.target]])
+                rep.other_lines[kind] += 1
+            else:
+                rep.ignored_lines["dangling"] += 1
+                self.warn("dangling_reference",
+                          f"{item.id} refers to unknown annotation {item.target!r}; ignored",
+                          ann_name, item.line)
+        known = entity_ids | other_ids
+        for other in parsed.others:
+            rep.other_lines[other.kind] += 1
+            missing = [r for r in other.refs if r not in known]
+            if missing:
+                self.warn("dangling_reference",
+                          f"{other.id} refers to unknown annotation(s) {missing}; kept",
+                          ann_name, other.line)
+        return other_attr_lines
+
+
+# ---------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------
+def iter_standoff(
+    path: Union[str, Path],
+    nlp: Language,
+    report: Optional[ConversionReport] = None,
+    **options: Any,
+) -> Iterator[Doc]:
+    """Yield Docs for every document under ``path``, filling ``report`` as it goes.
+
+    Options are the fields of :class:`StandoffOptions`. Raises :class:`StandoffError` if
+    ``path`` does not exist or holds no .txt/.ann file, and (``strict=True``) on any problem.
+    The report's bookkeeping is checked once the iteration is complete.
+    """
+    opts = StandoffOptions.from_kwargs(**options)
+    root = Path(path)
+    if not root.exists():
+        raise StandoffError(f"Input path does not exist: {root}")
+    files = find_standoff_files(root)
+    if not files:
+        raise StandoffError(f"No .txt or .ann files found under {root}")
+    reader = StandoffReader(nlp, opts, report)
+    started = time.perf_counter()
+    for entry in files:
+        yield from reader.read_file(entry)
+    reader.report.seconds += time.perf_counter() - started
+    reader.report.check()
+
+
+def read_standoff(
+    path: Union[str, Path], nlp: Language, **options: Any
+) -> Tuple[List[Doc], ConversionReport]:
+    """Read all Docs under ``path``; returns ``(docs, report)``. See :func:`iter_standoff`."""
+    report = ConversionReport()
+    docs = list(iter_standoff(path, nlp, report, **options))
+    return docs, report
+
+
+def standoff_to_docs(
+    nlp: Language,
+    text: str,
+    ann_text: str = "",
+    source: str = "doc.txt",
+    report: Optional[ConversionReport] = None,
+    **options: Any,
+) -> List[Doc]:
+    """Convert one document given as strings (``.txt`` content, ``.ann`` content)."""
+    reader = StandoffReader(nlp, StandoffOptions.from_kwargs(**options), report)
+    return reader.convert(text, ann_text, source)
