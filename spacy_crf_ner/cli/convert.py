@@ -48,11 +48,14 @@ def _check_output(path: Path, what: str) -> None:
 
 @app.command("convert")
 def convert(
-    in_dir: Path = typer.Argument(..., help="Folder of BRAT .txt/.ann files (searched recursively)"),
+    in_dir: Path = typer.Argument(
+        ..., help="Folder of BRAT .txt/.ann files (searched recursively)"
+    ),
     output: Path = typer.Argument(..., help="Output .spacy file (DocBin with user data)"),
     lang: str = typer.Option("en", "--lang", help="Blank spaCy language whose tokenizer is used"),
     model: Optional[str] = typer.Option(
-        None, "--model", help="spaCy pipeline name or path whose tokenizer is used (overrides --lang)"
+        None, "--model",
+        help="spaCy pipeline name or path whose tokenizer is used (overrides --lang)",
     ),
     span_key: str = typer.Option("sc", "--span-key", help="Span group receiving all entities"),
     split_regex: str = typer.Option(
@@ -140,7 +143,6 @@ def convert(
         srsly.write_json(report_path, data)
 
     typer.echo(report.format_table())
-    typer.echo(f"{'seconds':<28}{report.seconds:.2f}")
     for issue in report.issues[:SHOW_ISSUES]:
         typer.echo(f"warning: {issue}", err=True)
     if report.n_warnings > SHOW_ISSUES:

@@ -225,6 +225,7 @@ class ConversionReport:
         rows.append(("warnings", str(self.n_warnings)))
         for code, n in sorted(self.warnings.items()):
             rows.append((f"  {code}", str(n)))
+        rows.append(("seconds", f"{self.seconds:.2f}"))
         return rows
 
     def format_table(self) -> str:
