@@ -64,6 +64,19 @@ def test_max_length_splits(tmp_path):
     assert data["documents"] == 1 and data["parts"] == 2 and data["kept"] == 6
 
 
+def test_model_option_uses_that_tokenizer(tmp_path):
+    model, data = tmp_path / "model", tmp_path / "data"
+    spacy.blank("fr").to_disk(model)
+    data.mkdir()
+    (data / "x.txt").write_text("Soigner l'enfant.")
+    (data / "x.ann").write_text("T1\tPerson 10 16\tenfant\n")
+    for args, outcome in (([], "split_tokens"), (["--model", model], "exact")):
+        rep = tmp_path / "r.json"
+        result = run(data, tmp_path / "o.spacy", "--report", rep, *args)
+        assert result.exit_code == 0, result.output
+        assert json.loads(rep.read_text())["alignment"] == {outcome: 1}
+
+
 def test_strict_fails_cleanly(tmp_path):
     result = run(CORPUS, tmp_path / "o.spacy", "--strict")
     assert result.exit_code == 1

@@ -193,6 +193,7 @@ def test_alignment_strict_drops_and_warns(nlp):
     assert [s.text for s in doc.spans["sc"]] == ["spread"]
     assert report.dropped == {"misaligned": 1}
     assert "T1" in report.issues[0].message
+    assert (report.issues[0].file, report.issues[0].line) == ("doc.ann", 1)
 
 
 def test_split_tokens_handles_whitespace_edges(nlp):
@@ -336,3 +337,33 @@ def test_everything_survives_docbin(corpus, nlp):
     a_doc = next(d for d in loaded if get_provenance(d).source == "a.txt")
     t2 = next(s for s in a_doc.spans["sc"] if s.id_ == "T2")
     assert get_span_annotation(t2)["notes"] == [("AnnotatorNotes", "nested in T1")]
+
+
+def test_reports_merge_and_stay_consistent(nlp):
+    total = ConversionReport()
+    for text, ann in [(ALIGN_TEXT, ALIGN_ANN), (DISC_TEXT, DISC_ANN), ("abc", "T1\tX 0 9\tabc\n")]:
+        _, report = convert(nlp, text, ann)
+        total.merge(report)
+    assert (total.t_lines, total.spans_read, total.kept) == (4, 5, 4)
+    assert total.dropped == {"out_of_range": 1} and total.warnings == {"out_of_range": 1}
+    assert len(total.issues) == 1 and total.attributes == 1
+    total.check()
+
+
+def test_data_layer_does_not_import_torch_or_the_model():
+    """The data modules must stay importable without the ML stack (spaCy itself aside)."""
+    import ast
+
+    root = Path(__file__).parent.parent / "spacy_crf_ner"
+    files = list((root / "data").glob("*.py")) + [root / "cli" / "convert.py"]
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(("torch", "transformers", "spacy_transformers")), file
+                assert "models" not in name and "pipeline" not in name, (file, name)

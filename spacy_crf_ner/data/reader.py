@@ -351,10 +351,11 @@ class StandoffReader:
 
     def _candidates(
         self, parsed: AnnDocument, text: str, ann_name: str
-    ) -> Tuple[List[Tuple[int, int, str, str]], Dict[str, Dict[str, Any]]]:
+    ) -> Tuple[List[Tuple[int, int, str, str, int]], Dict[str, Dict[str, Any]]]:
+        """(start, end, label, T id, line) per span the policy makes, and per-entity records."""
         opts, rep = self.options, self.report
         seen: Set[str] = set()
-        candidates: List[Tuple[int, int, str, str]] = []
+        candidates: List[Tuple[int, int, str, str, int]] = []
         records: Dict[str, Dict[str, Any]] = {}
         n = len(text)
         for ent in parsed.entities:
@@ -400,7 +401,7 @@ class StandoffReader:
                     "fragments": [list(f) for f in ent.fragments],
                     "spans": [list(s) for s in spans],
                 }
-            candidates.extend((s, e, ent.label, ent.id) for s, e in spans)
+            candidates.extend((s, e, ent.label, ent.id, ent.line) for s, e in spans)
         return candidates, records
 
     def _check_text(self, ent: AnnEntity, text: str, ann_name: str) -> None:
@@ -418,18 +419,18 @@ class StandoffReader:
             )
 
     def _align(
-        self, doc: Doc, candidates: List[Tuple[int, int, str, str]], ann_name: str
+        self, doc: Doc, candidates: List[Tuple[int, int, str, str, int]], ann_name: str
     ) -> Tuple[Doc, List[Span]]:
         policy, rep = self.options.alignment, self.report
         starts = {t.idx for t in doc}
         ends = {t.idx + len(t.text) for t in doc}
-        aligned = [s in starts and e in ends for s, e, _, _ in candidates]
+        aligned = [c[0] in starts and c[1] in ends for c in candidates]
         if policy == "split_tokens" and not all(aligned):
             bad = [c for c, ok in zip(candidates, aligned) if not ok]
             doc, added = _retokenize(doc, {c[0] for c in bad}, {c[1] for c in bad})
             rep.tokens_split += added
         spans: List[Span] = []
-        for (start, end, label, tid), ok in zip(candidates, aligned):
+        for (start, end, label, tid, line), ok in zip(candidates, aligned):
             if ok or policy == "split_tokens":
                 span = doc.char_span(start, end, label=label, span_id=tid)
                 outcome = "exact" if ok else "split_tokens"
@@ -450,6 +451,7 @@ class StandoffReader:
                     f"entity {tid} [{start}, {end}) {doc.text[start:end][:40]!r} is not on "
                     f"token boundaries; dropped (alignment={policy!r})",
                     ann_name,
+                    line,
                 )
                 continue
             rep.alignment[outcome] += 1
