@@ -5,6 +5,7 @@ The input width of a head is only known when the embedding layer before it has s
 ``initialize`` infers ``nI`` from a sample and wraps the module with ``PyTorchWrapper_v2``.
 A loaded pipeline rebuilds it from the dims saved with the pipe (``build_torch_layers``).
 """
+import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, torch2xp, xp2torch
@@ -38,10 +39,33 @@ def is_lazy_torch_layer(model: Model) -> bool:
     return BUILD_ATTR in model.attrs
 
 
+_FORK_HOOK_INSTALLED = False
+
+
+def _single_threaded_torch_in_child() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def install_fork_safety() -> None:
+    """Make forked workers (``nlp.pipe(..., n_process=N)``) run torch on one thread.
+
+    PyTorch's CPU build uses an OpenMP thread pool that does not survive ``fork``: a child
+    that enters a parallel region the parent already used hangs for ever. One thread per
+    worker process avoids the pool (and oversubscription) altogether.
+    """
+    global _FORK_HOOK_INSTALLED
+    if not _FORK_HOOK_INSTALLED and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_single_threaded_torch_in_child)
+        _FORK_HOOK_INSTALLED = True
+
+
 def build_torch_layer(model: Model) -> None:
     """Create the wrapped module if it does not exist yet; all dims must be set."""
     if model.layers:
         return
+    install_fork_safety()
     module = model.attrs[BUILD_ATTR](model)
     convert_outputs = _padded_outputs if model.attrs["padded_output"] else _flat_outputs
     model._layers = [

@@ -482,6 +482,14 @@ class CrfNer(TrainablePipe):
 
         self.cfg["torch_layer_dims"] = torch_layer_dims(self.model)
 
+    def _restore_cfg(self, saved: Dict[str, Any]) -> None:
+        """Take back what training learnt (labels, layer widths). Options such as
+        ``span_setter`` or ``mode`` come from the config, so overrides at load time work."""
+        self.cfg["labels"] = list(saved.get("labels", self.cfg["labels"]))
+        self.cfg["torch_layer_dims"] = saved.get("torch_layer_dims", [])
+        for label in self.cfg["labels"]:
+            self.vocab.strings.add(label)
+
     def _prepare_model_for_weights(self) -> None:
         """Build the torch layers from the saved dims so the weights have a place to go."""
         from ..models.torch_layer import build_torch_layers
@@ -503,7 +511,7 @@ class CrfNer(TrainablePipe):
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "CrfNer":
         msg = srsly.msgpack_loads(bytes_data)
         if "cfg" in msg and "cfg" not in exclude:
-            self.cfg.update(srsly.json_loads(msg["cfg"]))
+            self._restore_cfg(srsly.json_loads(msg["cfg"]))
         if "vocab" in msg and "vocab" not in exclude:
             self.vocab.from_bytes(msg["vocab"], exclude=exclude)
         if "model" not in exclude:
@@ -513,7 +521,7 @@ class CrfNer(TrainablePipe):
 
     def from_disk(self, path, *, exclude=tuple()) -> "CrfNer":
         def load_cfg(p):
-            self.cfg.update(srsly.read_json(p))
+            self._restore_cfg(srsly.read_json(p))
 
         def load_model(p):
             self._prepare_model_for_weights()
