@@ -1,0 +1,62 @@
+"""Pipelines the tests build: a tiny transformer + crf_ner pipeline, offline."""
+from pathlib import Path
+
+import spacy
+from thinc.api import Config
+
+from synthetic import ANATOMY, DISEASE_HEAD, DRUG, TEMPLATES
+from tiny_transformer import build_tiny_bert
+
+CONFIG = """
+[nlp]
+lang = "en"
+pipeline = ["transformer", "crf_ner"]
+
+[components]
+
+[components.transformer]
+factory = "transformer"
+max_batch_items = 4096
+
+[components.transformer.model]
+@architectures = "spacy-transformers.TransformerModel.v3"
+name = "{name}"
+mixed_precision = false
+
+[components.transformer.model.get_spans]
+@span_getters = "spacy-transformers.strided_spans.v1"
+window = 128
+stride = 96
+
+[components.transformer.model.tokenizer_config]
+use_fast = true
+
+[components.transformer.model.transformer_config]
+
+[components.crf_ner]
+factory = "crf_ner"
+
+[components.crf_ner.model]
+@architectures = "spacy_crf_ner.CrfTagger.v1"
+
+[components.crf_ner.model.tok2vec]
+@architectures = "spacy_crf_ner.TextCNN.v1"
+kernel_sizes = [3]
+dropout = 0.0
+
+[components.crf_ner.model.tok2vec.tok2vec]
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+upstream = "*"
+
+[components.crf_ner.model.tok2vec.tok2vec.pooling]
+@layers = "reduce_mean.v1"
+"""
+
+
+def tiny_transformer_nlp(folder: Path):
+    """A blank ``transformer -> crf_ner`` pipeline on a tiny BERT built in ``folder``."""
+    words = " ".join(TEMPLATES + ANATOMY + DISEASE_HEAD + DRUG).split()
+    bert = build_tiny_bert(Path(folder) / "bert", words)
+    config = Config().from_str(CONFIG.replace("{name}", str(bert)))
+    return spacy.util.load_model_from_config(config, auto_fill=True)
