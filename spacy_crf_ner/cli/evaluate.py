@@ -1,0 +1,226 @@
+"""``python -m spacy_crf_ner evaluate MODEL DATA``: run a pipeline on gold data and score it.
+
+DATA is a ``.spacy`` DocBin or a BRAT standoff folder. The pipeline runs on the raw texts,
+and its entities are compared with the gold ones on character offsets
+(:mod:`spacy_crf_ner.evaluation`). Prints exact and token-level scores, the error
+breakdown and the speed, and saves all of it as JSON with ``--output``.
+
+The helpers used by both ``evaluate`` and ``predict`` (clean failures, GPU, model loading)
+live here.
+"""
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, NoReturn, Optional
+
+import typer
+
+from . import app
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``Error: message`` on stderr and exit with code 1 (no traceback)."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """Fail now, before any work, if ``path`` cannot be written."""
+    if path.is_dir():
+        fail(f"{what} {path} is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as err:
+        fail(f"{what} {path} is not writable: {err}")
+
+
+def use_gpu(gpu_id: int) -> None:
+    """``gpu_id >= 0``: run on that GPU (``spacy.require_gpu``) or fail with a clear message."""
+    if gpu_id < 0:
+        return
+    import spacy
+
+    try:
+        spacy.require_gpu(gpu_id)
+    except Exception as err:  # no cupy, no CUDA device, bad id...
+        fail(f"--gpu-id {gpu_id}: GPU not available ({type(err).__name__}: {err}). "
+             "Install cupy for your CUDA version, or use --gpu-id -1 for the CPU.")
+
+
+def load_model(model: str):
+    """Load a pipeline from a folder or an installed package name, or fail clearly."""
+    import spacy
+    from spacy.util import is_package
+
+    path = Path(model)
+    if not path.exists() and not is_package(model):
+        fail(f"model {model} not found: no such folder, and no installed pipeline of that name")
+    if path.exists() and not path.is_dir():
+        fail(f"model {model} is a file; expected a pipeline folder (nlp.to_disk)")
+    try:
+        return spacy.load(path if path.exists() else model)
+    except Exception as err:
+        fail(f"cannot load model {model}: {type(err).__name__}: {err}")
+
+
+def check_batching(batch_size: int, n_process: int) -> None:
+    if batch_size < 1:
+        fail(f"--batch-size must be >= 1, got {batch_size}")
+    if n_process == 0 or n_process < -1:
+        fail(f"--n-process must be >= 1 (or -1 for all cores), got {n_process}")
+
+
+def allow_length(nlp, texts: List[str]) -> Optional[int]:
+    """Raise ``nlp.max_length`` so that every text can be processed; returns the new value
+    when it had to change (the caller says so)."""
+    longest = max((len(t) for t in texts), default=0)
+    if longest > nlp.max_length:
+        nlp.max_length = longest + 1
+        return nlp.max_length
+    return None
+
+
+def _read_gold(nlp, data: Path, gold_key: str):
+    """Gold Docs from a DocBin file or a BRAT folder, and the conversion report (or None)."""
+    from ..data import StandoffError, read_standoff
+
+    if data.is_dir():
+        span_key = "sc" if gold_key == "ents" else gold_key
+        try:
+            docs, report = read_standoff(data, nlp, span_key=span_key)
+        except StandoffError as err:
+            fail(str(err))
+        return docs, report
+    from spacy.tokens import DocBin
+
+    try:
+        docs = list(DocBin().from_disk(data).get_docs(nlp.vocab))
+    except Exception as err:
+        fail(f"cannot read {data} as a .spacy DocBin ({type(err).__name__}: {err}); DATA must "
+             "be a .spacy file or a folder of BRAT .txt/.ann files")
+    return docs, None
+
+
+def _echo_conversion(report, saved: bool) -> None:
+    """The BRAT reading counts in a few lines (all of them go to the JSON output)."""
+    dropped = ", ".join(f"{k}: {v}" for k, v in sorted(report.dropped.items()))
+    typer.echo(
+        f"Gold data (BRAT): {report.documents} documents ({report.parts} docs), "
+        f"{report.spans_read} spans read, {report.kept} kept, {report.n_dropped} dropped"
+        + (f" ({dropped})" if dropped else "")
+        + f", {report.misaligned} not on token boundaries, {report.n_warnings} warnings"
+    )
+    for issue in report.issues[:10]:
+        typer.echo(f"warning: {issue}", err=True)
+    if report.n_warnings > 10:
+        where = " (all in --output)" if saved else ""
+        typer.echo(f"... and {report.n_warnings - 10} more warning(s){where}", err=True)
+    typer.echo("")
+
+
+@app.command("evaluate")
+def evaluate(
+    model: str = typer.Argument(
+        ..., metavar="MODEL", help="Pipeline folder (or installed package name)"
+    ),
+    data: Path = typer.Argument(
+        ..., metavar="DATA", help="Gold data: a .spacy DocBin or a BRAT folder"
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Save all scores, counts and examples as JSON"
+    ),
+    gold_key: str = typer.Option(
+        "sc", "--gold-key", help="Span group holding the gold entities ('ents' for doc.ents)"
+    ),
+    pred_key: str = typer.Option(
+        "sc", "--pred-key", help="Span group the pipeline writes ('ents' for doc.ents)"
+    ),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to run on (-1: CPU)"),
+    batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch in nlp.pipe"),
+    n_process: int = typer.Option(1, "--n-process", help="Processes for nlp.pipe"),
+    n_examples: int = typer.Option(3, "--examples", help="Error examples kept per category"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar"),
+) -> None:
+    """Run MODEL on the texts of DATA and score its entities against the gold ones."""
+    import srsly
+    from tqdm import tqdm
+
+    from ..evaluation import evaluate_docs, format_report
+
+    if not data.exists():
+        fail(f"data path {data} does not exist")
+    if data.is_file() and data.suffix.lower() in (".txt", ".ann"):
+        fail(f"data path {data} is a single standoff file; give its folder (BRAT) or a .spacy")
+    check_batching(batch_size, n_process)
+    if output is not None:
+        check_output_file(output, "output")
+    use_gpu(gpu_id)
+    nlp = load_model(model)
+
+    gold_docs, conversion = _read_gold(nlp, data, gold_key)
+    if not gold_docs:
+        fail(f"no documents in {data}")
+    if conversion is not None:
+        _echo_conversion(conversion, saved=output is not None)
+    n_gold = sum(
+        len(d.ents) if gold_key == "ents" else len(d.spans.get(gold_key, ())) for d in gold_docs
+    )
+    if n_gold == 0:
+        found = sorted({k for d in gold_docs for k in d.spans})
+        typer.echo(f"Warning: no gold entities under --gold-key {gold_key!r} "
+                   f"(span groups in the data: {found or 'none'})", err=True)
+
+    texts = [doc.text for doc in gold_docs]
+    raised = allow_length(nlp, texts)
+    if raised:
+        typer.echo(f"Note: nlp.max_length raised to {raised} for the longest text", err=True)
+    bar = tqdm(total=len(texts), desc="evaluate", unit="doc", file=sys.stderr,
+               disable=not progress)
+    started = time.perf_counter()
+    pred_docs = []
+    try:
+        for doc in nlp.pipe(texts, batch_size=batch_size, n_process=n_process):
+            pred_docs.append(doc)
+            bar.update(1)
+    except Exception as err:
+        bar.close()
+        fail(f"the pipeline failed: {type(err).__name__}: {err}")
+    seconds = time.perf_counter() - started
+    bar.close()
+    n_words = sum(len(doc) for doc in pred_docs)
+    n_pred = sum(
+        len(d.ents) if pred_key == "ents" else len(d.spans.get(pred_key, ())) for d in pred_docs
+    )
+    if n_pred == 0 and pred_key != "ents" and not any(pred_key in d.spans for d in pred_docs):
+        found = sorted({k for d in pred_docs for k in d.spans})
+        typer.echo(f"Warning: the pipeline wrote no span group {pred_key!r} "
+                   f"(it wrote: {found or 'none'}); see --pred-key", err=True)
+
+    gold_getter = "ents" if gold_key == "ents" else gold_key
+    results: Dict[str, Any] = evaluate_docs(gold_docs, pred_docs, gold_getter, pred_key,
+                                            n_examples=n_examples)
+    speed = {
+        "docs": len(pred_docs), "words": n_words, "seconds": seconds,
+        "words_per_second": n_words / seconds if seconds > 0 else None,
+    }
+    typer.echo(format_report(results))
+    typer.echo("")
+    wps = speed["words_per_second"]
+    typer.echo(f"Speed: {len(pred_docs)} docs, {n_words} words in {seconds:.2f} s"
+               + (f" ({wps:,.0f} words/s)" if wps else ""))
+    if output is not None:
+        payload = {
+            "model": model, "data": str(data), "gold_key": gold_key, "pred_key": pred_key,
+            "pipeline": list(nlp.pipe_names), **results, "speed": speed,
+            "conversion": conversion.to_dict() if conversion is not None else None,
+        }
+        try:
+            srsly.write_json(output, payload)
+        except OSError as err:
+            fail(f"cannot write {output}: {err}")
+        typer.echo(f"Saved metrics to {output}")
