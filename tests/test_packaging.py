@@ -7,6 +7,7 @@ from the local wheel given with ``--find-links``. No network is used (``--no-ind
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -61,9 +62,16 @@ def test_packaged_pipeline_installs_and_loads_in_a_fresh_venv(tmp_path):
     assert {"spacy-crf-ner", "spacy-transformers"} <= requirement_names, meta["requirements"]
     sdist = next((pkg_dir / "dist").glob("*.tar.gz"))
 
+    # Build the plugin's wheel from a copy: building in the checkout would leave an
+    # egg-info there that shadows the installed metadata for processes started in it.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "spacy_crf_ner", src / "spacy_crf_ner",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     wheelhouse = tmp_path / "wheelhouse"
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", wheelhouse, ROOT])
+         "-w", wheelhouse, src])
 
     env_dir = tmp_path / "fresh"
     venv.EnvBuilder(with_pip=False).create(env_dir)

@@ -15,7 +15,7 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     from . import convert  # noqa: F401
-    from . import evaluate, predict  # noqa: F401
+    from . import evaluate, plot_log, predict  # noqa: F401
 
 
 def main() -> None:

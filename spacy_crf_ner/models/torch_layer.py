@@ -68,9 +68,10 @@ def build_torch_layer(model: Model) -> None:
     install_fork_safety()
     module = model.attrs[BUILD_ATTR](model)
     convert_outputs = _padded_outputs if model.attrs["padded_output"] else _flat_outputs
-    model._layers = [
-        PyTorchWrapper_v2(module, convert_inputs=_flat_inputs, convert_outputs=convert_outputs)
-    ]
+    wrapper = PyTorchWrapper_v2(module, convert_inputs=_flat_inputs, convert_outputs=convert_outputs)
+    # Named like its owner, so parameter paths read "<component>/crf_emissions/linear.weight".
+    wrapper.name = model.name
+    model._layers = [wrapper]
 
 
 def _init(model: Model, X: Optional[List[Floats2d]] = None, Y=None) -> None:

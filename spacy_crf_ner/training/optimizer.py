@@ -1,0 +1,264 @@
+"""Adam with parameter groups: each group has its own learning-rate schedule and weight decay.
+
+spaCy trains with one Thinc optimizer and one learning rate. A transformer being fine-tuned
+wants a small, warmed-up rate while a freshly initialised CNN + CRF head wants a larger one,
+and ``grad_factor`` cannot stand in for that because Adam normalises gradients. Here every
+parameter gets a readable path ``<component>/<layer name>/<param name>`` (for example
+``transformer/transformer/encoder.layer.0.attention.self.query.weight`` or
+``crf_ner/crf_emissions/crf.transitions``); the first group whose regular expression
+matches the path (``re.search``) owns the parameter, and ``""`` matches everything.
+
+Config::
+
+    [training.optimizer]
+    @optimizers = "spacy_crf_ner.GroupedAdam.v1"
+    grad_clip = 1.0
+
+    [training.optimizer.groups.transformer]
+    pattern = "^transformer/"
+    [training.optimizer.groups.transformer.learn_rate]
+    @schedules = "warmup_linear.v1"
+    ...
+
+    [training.optimizer.groups.head]
+    pattern = ""
+    learn_rate = 0.0003
+
+    [initialize.after_init]
+    @callbacks = "spacy_crf_ner.bind_param_groups.v1"
+
+A group may set ``weight_decay`` (else the optimizer's ``L2``) and ``frozen = true`` (its
+parameters never move). Paths are matched once, after ``nlp.initialize``; a pattern that
+matches nothing, or a parameter that matches no group, is an error at that point.
+"""
+import re
+import sys
+import weakref
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+from spacy.language import Language
+from spacy.util import registry
+from thinc.api import Model, Optimizer
+
+KeyT = Tuple[int, str]
+
+# Parameter paths of the pipeline most recently initialized with the bind callback.
+# ``spacy train`` resolves the optimizer twice (once for nlp.initialize, once for the training
+# loop), so the loop's optimizer cannot be handed the pipeline: it reads the paths from here
+# on its first update. Keys are process-unique ids of live Thinc nodes and shims.
+_LAST_INITIALIZED_PATHS: "OrderedDict[KeyT, Tuple[str, int]]" = OrderedDict()
+
+
+def parameter_paths(nlp: Language) -> "OrderedDict[KeyT, Tuple[str, int]]":
+    """Optimizer key -> (readable path, number of weights) for every parameter of ``nlp``.
+
+    Thinc parameters are keyed ``(node.id, name)``; torch parameters inside a shim are keyed
+    ``(shim.id, name)``, as ``Model.finish_update`` and ``PyTorchShim.finish_update`` do.
+    A layer shared by several components is listed under the first one.
+    """
+    paths: "OrderedDict[KeyT, Tuple[str, int]]" = OrderedDict()
+    for comp_name, proc in nlp.components:
+        model = getattr(proc, "model", None)
+        if not isinstance(model, Model):
+            continue
+        for node in model.walk():
+            for name in node.param_names:
+                if node.has_param(name):
+                    size = int(node.get_param(name).size)
+                    paths.setdefault((node.id, name), (f"{comp_name}/{node.name}/{name}", size))
+            for shim in node.shims:
+                module = getattr(shim, "_model", None)
+                if hasattr(module, "named_parameters"):
+                    for name, param in module.named_parameters():
+                        entry = (f"{comp_name}/{node.name}/{name}", int(param.numel()))
+                        paths.setdefault((shim.id, name), entry)
+    return paths
+
+
+class ParamGroup:
+    """One group: a pattern, a learning rate (number or schedule), weight decay, frozen."""
+
+    def __init__(self, name: str, spec: Dict[str, Any]):
+        unknown = set(spec) - {"pattern", "learn_rate", "weight_decay", "frozen"}
+        if unknown:
+            raise ValueError(
+                f"Optimizer group {name!r}: unknown setting(s) {sorted(unknown)}; use pattern, "
+                "learn_rate, weight_decay, frozen."
+            )
+        if "pattern" not in spec:
+            raise ValueError(f"Optimizer group {name!r} needs a 'pattern' (\"\" matches all).")
+        self.name = name
+        self.pattern_text = str(spec["pattern"])
+        try:
+            self.pattern = re.compile(self.pattern_text)
+        except re.error as err:
+            raise ValueError(f"Optimizer group {name!r}: bad pattern {self.pattern_text!r}: {err}")
+        self.frozen = bool(spec.get("frozen", False))
+        self.weight_decay: Optional[float] = spec.get("weight_decay")
+        rate = spec.get("learn_rate", 0.0 if self.frozen else None)
+        if rate is None:
+            raise ValueError(f"Optimizer group {name!r} needs a learn_rate (or frozen = true).")
+        if isinstance(rate, (int, float)):
+            self._schedule = None
+            self.learn_rate = float(rate)
+        else:
+            self._schedule = iter(rate)
+            try:
+                self.learn_rate = float(next(self._schedule))
+            except StopIteration:
+                raise ValueError(f"Optimizer group {name!r}: its learn_rate schedule is empty.")
+
+    def step(self) -> None:
+        if self._schedule is not None:
+            try:
+                self.learn_rate = float(next(self._schedule))
+            except StopIteration:
+                pass
+
+
+class GroupedOptimizer(Optimizer):
+    """Thinc's Adam, with learning rate and weight decay chosen per parameter group."""
+
+    def __init__(self, groups: Dict[str, Dict[str, Any]], **kwargs):
+        if not groups:
+            raise ValueError("GroupedAdam needs at least one group (pattern \"\" matches all).")
+        self.groups: List[ParamGroup] = [ParamGroup(n, dict(spec)) for n, spec in groups.items()]
+        super().__init__(self.groups[0].learn_rate, **kwargs)
+        self.base_L2 = self.L2
+        self.key_to_group: Dict[KeyT, ParamGroup] = {}
+        self.key_to_path: Dict[KeyT, str] = {}
+        self.bound = False
+        self.rates_of_last_step: Optional[Dict[str, float]] = None
+
+    # ------------------------------------------------------------- binding
+    def bind(self, nlp: Language, *, out=None) -> Dict[str, Dict[str, Any]]:
+        """Assign every parameter of ``nlp`` to its group; print and return the summary."""
+        return self.bind_paths(parameter_paths(nlp), out=out)
+
+    def bind_paths(self, paths, *, out=None) -> Dict[str, Dict[str, Any]]:
+        """Assign parameters (key -> (path, size)) to groups; print and return the summary."""
+        self.key_to_group.clear()
+        self.key_to_path.clear()
+        summary = {g.name: {"pattern": g.pattern_text, "tensors": 0, "weights": 0} for g in self.groups}
+        unmatched = []
+        for key, (path, size) in paths.items():
+            group = next((g for g in self.groups if g.pattern.search(path)), None)
+            if group is None:
+                unmatched.append(path)
+                continue
+            self.key_to_group[key] = group
+            self.key_to_path[key] = path
+            summary[group.name]["tensors"] += 1
+            summary[group.name]["weights"] += size
+        examples = ", ".join(list(dict.fromkeys(p for p, _ in paths.values()))[:4])
+        empty = [g for g in self.groups if summary[g.name]["tensors"] == 0]
+        if empty:
+            detail = ", ".join(f"{g.name!r} (pattern {g.pattern_text!r})" for g in empty)
+            raise ValueError(
+                f"Optimizer group(s) {detail} match no parameter (or only parameters an earlier "
+                f"group already took). Parameter paths look like: {examples}"
+            )
+        if unmatched:
+            raise ValueError(
+                f"{len(unmatched)} parameters match no optimizer group, e.g. {unmatched[:3]}. "
+                "Add a catch-all group with pattern = \"\"."
+            )
+        self.bound = True
+        out = out or sys.stdout
+        out.write("Optimizer groups (first matching pattern wins):\n")
+        for g in self.groups:
+            row = summary[g.name]
+            rate = "frozen" if g.frozen else f"lr {g.learn_rate:.3g} (now)"
+            out.write(
+                f"  {g.name:<16} {g.pattern_text!r:<24} {row['tensors']:>5} tensors "
+                f"{row['weights']:>12,} weights  {rate}\n"
+            )
+        return summary
+
+    # ------------------------------------------------------------ updating
+    def learn_rates(self) -> Dict[str, float]:
+        """Current learning rate of each group (0 for frozen groups)."""
+        return {g.name: 0.0 if g.frozen else g.learn_rate for g in self.groups}
+
+    @classmethod
+    def last_stepped(cls) -> Optional["GroupedOptimizer"]:
+        """The instance whose schedules moved last (the training loop's), for loggers."""
+        ref = getattr(cls, "_last_stepped_ref", None)
+        return ref() if ref is not None else None
+
+    def step_schedules(self) -> None:
+        GroupedOptimizer._last_stepped_ref = weakref.ref(self)
+        self.rates_of_last_step = self.learn_rates()
+        super().step_schedules()
+        for group in self.groups:
+            group.step()
+        self.learn_rate = self.groups[0].learn_rate
+
+    def __call__(self, key, weights, gradient, *, lr_scale: float = 1.0):
+        group = self.key_to_group.get(key)
+        if group is None and not self.bound and _LAST_INITIALIZED_PATHS:
+            self.bind_paths(_LAST_INITIALIZED_PATHS)
+            group = self.key_to_group.get(key)
+        if group is None:
+            if not self.bound:
+                raise ValueError(
+                    "GroupedAdam was used before its groups were bound to the pipeline: add "
+                    "[initialize.after_init] @callbacks = \"spacy_crf_ner.bind_param_groups.v1\" "
+                    "(or call optimizer.bind(nlp) after nlp.initialize())."
+                )
+            raise ValueError(
+                f"GroupedAdam got a parameter {key} that did not exist when the groups were "
+                "bound (after nlp.initialize): bind again after adding components."
+            )
+        if group.frozen:
+            gradient *= 0
+            return weights, gradient
+        display_rate, base_L2 = self.learn_rate, self.L2
+        self.learn_rate = group.learn_rate
+        if group.weight_decay is not None:
+            self.L2 = group.weight_decay
+        try:
+            return super().__call__(key, weights, gradient, lr_scale=lr_scale)
+        finally:
+            self.learn_rate, self.L2 = display_rate, base_L2
+
+
+@registry.optimizers("spacy_crf_ner.GroupedAdam.v1")
+def grouped_adam(
+    groups: Dict[str, Dict[str, Any]],
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-08,
+    L2: float = 0.01,
+    L2_is_weight_decay: bool = True,
+    grad_clip: float = 1.0,
+    use_averages: bool = False,
+) -> GroupedOptimizer:
+    """Adam(W) whose learning rate and weight decay depend on the parameter's group."""
+    return GroupedOptimizer(
+        groups,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        L2=L2,
+        L2_is_weight_decay=L2_is_weight_decay,
+        grad_clip=grad_clip,
+        use_averages=use_averages,
+    )
+
+
+@registry.callbacks("spacy_crf_ner.bind_param_groups.v1")
+def make_bind_param_groups() -> Callable[[Language], Language]:
+    """``[initialize.after_init]`` callback: bind a GroupedAdam to the initialized pipeline."""
+
+    def bind_param_groups(nlp: Language) -> Language:
+        paths = parameter_paths(nlp)
+        _LAST_INITIALIZED_PATHS.clear()
+        _LAST_INITIALIZED_PATHS.update(paths)
+        optimizer = getattr(nlp, "_optimizer", None)
+        if isinstance(optimizer, GroupedOptimizer):
+            optimizer.bind_paths(paths)  # fail here, at start, on a bad pattern
+        return nlp
+
+    return bind_param_groups
