@@ -136,7 +136,7 @@ class GroupedOptimizer(Optimizer):
         """Assign every parameter of ``nlp`` to its group; print and return the summary."""
         return self.bind_paths(parameter_paths(nlp), out=out)
 
-    def bind_paths(self, paths, *, out=None) -> Dict[str, Dict[str, Any]]:
+    def bind_paths(self, paths, *, out=None, verbose: bool = True) -> Dict[str, Dict[str, Any]]:
         """Assign parameters (key -> (path, size)) to groups; print and return the summary."""
         self.key_to_group.clear()
         self.key_to_path.clear()
@@ -165,11 +165,13 @@ class GroupedOptimizer(Optimizer):
                 "Add a catch-all group with pattern = \"\"."
             )
         self.bound = True
+        if not verbose:
+            return summary
         out = out or sys.stdout
         out.write("Optimizer groups (first matching pattern wins):\n")
         for g in self.groups:
             row = summary[g.name]
-            rate = "frozen" if g.frozen else f"lr {g.learn_rate:.3g} (now)"
+            rate = "frozen" if g.frozen else f"lr at start {g.learn_rate:.3g}"
             out.write(
                 f"  {g.name:<16} {g.pattern_text!r:<24} {row['tensors']:>5} tensors "
                 f"{row['weights']:>12,} weights  {rate}\n"
@@ -198,7 +200,7 @@ class GroupedOptimizer(Optimizer):
     def __call__(self, key, weights, gradient, *, lr_scale: float = 1.0):
         group = self.key_to_group.get(key)
         if group is None and not self.bound and _LAST_INITIALIZED_PATHS:
-            self.bind_paths(_LAST_INITIALIZED_PATHS)
+            self.bind_paths(_LAST_INITIALIZED_PATHS, verbose=False)  # printed at init
             group = self.key_to_group.get(key)
         if group is None:
             if not self.bound:
