@@ -448,10 +448,10 @@ class CrfNer(TrainablePipe):
                     )
 
     def _merge_ents(self, doc: Doc, found: List[Span], conf: numpy.ndarray) -> List[Span]:
-        """Non-overlapping subset for ``doc.ents``: most confident first, then longest, then
-        leftmost; entities already on the doc from other labels stay where nothing of ours
-        overlaps them."""
-        order = sorted(range(len(found)), key=lambda i: (-conf[i], -len(found[i]), found[i].start))
+        """Non-overlapping subset for ``doc.ents``: longest first (as the converter builds the
+        gold ``doc.ents``), then most confident, then leftmost; entities already on the doc
+        from other labels stay where nothing of ours overlaps them."""
+        order = sorted(range(len(found)), key=lambda i: (-len(found[i]), -conf[i], found[i].start))
         taken = numpy.zeros(len(doc), dtype=bool)
         ents = []
         for i in order:
