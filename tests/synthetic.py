@@ -83,3 +83,78 @@ def train(nlp: Language, examples: List[Example], epochs: int, batch_size: int =
 
 def span_set(doc: Doc, key: str = "sc"):
     return {(s.start_char, s.end_char, s.label_) for s in doc.spans[key]}
+
+
+# ----------------------------------------------------------- nested, same label
+# Brackets mark entities: "[LABEL ...]" may nest, including inside a span of the same label.
+NESTED_TEMPLATES = [
+    "Known [DISORDER {mod} [DISORDER {organ} {dis}]] since 2015 .",
+    "Admitted for [DISORDER [DISORDER {dis2}] secondary to [DISORDER {organ} {dis}]] .",
+    "No [DISORDER {organ} {dis}] on the last scan .",
+    "Mass in the [ANATOMY {part} of the [ANATOMY {side} {organ2}]] , takes [DRUG {drug}] .",
+    "Pain in the [ANATOMY {side} {organ2}] treated with [DRUG {drug}] .",
+    "History of [DISORDER {dis2}] and [DISORDER {mod} [DISORDER {organ} {dis}]] .",
+]
+NESTED_WORDS = {
+    "mod": ["chronic", "acute", "severe", "metastatic", "end-stage"],
+    "organ": ["kidney", "liver", "heart", "lung", "bowel"],
+    "dis": ["disease", "failure", "injury", "cancer", "infection"],
+    "dis2": ["diabetes", "sepsis", "hypertension", "cirrhosis", "lupus"],
+    "part": ["upper lobe", "lower pole", "apex", "base", "left border"],
+    "side": ["left", "right"],
+    "organ2": ["lung", "kidney", "breast", "ovary"],
+    "drug": ["aspirin", "heparin", "insulin", "tamoxifen"],
+}
+
+
+def parse_brackets(marked: str) -> Tuple[str, List[Entity]]:
+    """'[X a [X b]]' -> ('a b', [(0, 3, 'X'), (2, 3, 'X')]) (char offsets, sorted)."""
+    text, stack, ents = "", [], []
+    i = 0
+    while i < len(marked):
+        if marked[i] == "[":
+            label_end = marked.index(" ", i)
+            stack.append((len(text), marked[i + 1 : label_end]))
+            i = label_end + 1
+        elif marked[i] == "]":
+            start, label = stack.pop()
+            ents.append((start, len(text), label))
+            i += 1
+        else:
+            text += marked[i]
+            i += 1
+    return text, sorted(ents)
+
+
+def make_nested_corpus(n_docs: int, seed: int = 0) -> List[Tuple[str, List[Entity]]]:
+    """Clinical-style sentences where DISORDER and ANATOMY spans nest inside spans of the
+    same label (two levels), mixed with flat ones."""
+    rng = random.Random(seed)
+    corpus = []
+    for _ in range(n_docs):
+        marked = rng.choice(NESTED_TEMPLATES)
+        for slot, words in NESTED_WORDS.items():
+            marked = marked.replace("{" + slot + "}", rng.choice(words))
+        corpus.append(parse_brackets(marked))
+    return corpus
+
+
+def make_nested_examples(nlp: Language, n_docs: int, seed: int = 0) -> List[Example]:
+    examples = []
+    for text, ents in make_nested_corpus(n_docs, seed):
+        ref = nlp.make_doc(text)
+        spans = [ref.char_span(s, e, label=label) for s, e, label in ents]
+        assert all(span is not None for span in spans)
+        ref.spans["sc"] = spans
+        examples.append(Example(nlp.make_doc(text), ref))
+    return examples
+
+
+def split_by_nesting(spans):
+    """(outer, inner) sets of (start, end, label): inner = inside another span of its label."""
+    spans = set(spans)
+    inner = {
+        s for s in spans
+        if any(o != s and o[2] == s[2] and o[0] <= s[0] and s[1] <= o[1] for o in spans)
+    }
+    return spans - inner, inner

@@ -19,10 +19,11 @@ def build_crf_tagger(
 ) -> Model:
     """Project token vectors to BIOUL emission scores for every label.
 
-    The output is ``(emissions, lengths)`` with emissions ``[B, T, L, 5]`` padded. The CRF
+    The output is ``(emissions, lengths)`` with emissions ``[B, T, D * L, 5]`` padded (D
+    nesting levels, 1 unless the pipe's ``nesting_depth`` says otherwise). The CRF
     (transition scores, forward-backward, Viterbi) sits in the same torch module and is
-    used by the pipe for the loss and for decoding. The number of labels ``nL`` is set by
-    the pipe before ``initialize``.
+    used by the pipe for the loss and for decoding. The number of labels ``nL`` and of
+    nesting levels ``nD`` are set by the pipe before ``initialize``.
     """
 
     def build_module(model: Model):
@@ -33,9 +34,12 @@ def build_crf_tagger(
             num_labels=model.get_dim("nL"),
             learnable_transitions=learnable_transitions,
             dropout=dropout,
+            nesting_depth=model.get_dim("nD"),
         )
 
-    head = lazy_torch_layer(HEAD_NAME, build_module, padded_output=True, dims={"nL": None})
+    head = lazy_torch_layer(
+        HEAD_NAME, build_module, padded_output=True, dims={"nL": None, "nD": None}
+    )
     model = chain(tok2vec, head)
     model.set_ref("head", head)
     model.set_ref("tok2vec", tok2vec)

@@ -28,6 +28,21 @@ _ALLOWED_START = (O, B, U)
 _ALLOWED_END = (O, L, U)
 
 
+# Nesting: the tags a chain of level k may take under each tag of level k-1 (same label).
+# Outside an outer span (O) and under a one-token outer span (U, which has no proper
+# sub-span) only O; at the outer span's first token (B) nothing may continue from before
+# (O, B, U); at its last token (L) everything must end (O, L, U); inside it (I) anything.
+_ALLOWED_UNDER = {O: (O,), I: (O, I, B, L, U), B: (O, B, U), L: (O, L, U), U: (O,)}
+
+
+def nesting_constraints() -> torch.Tensor:
+    """allowed[above, tag]: whether a level k tag may sit under a level k-1 tag [K, K]."""
+    allowed = torch.zeros(NUM_TAGS, NUM_TAGS, dtype=torch.bool)
+    for above, tags in _ALLOWED_UNDER.items():
+        allowed[above, list(tags)] = True
+    return allowed
+
+
 def bioul_constraints() -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Boolean masks of the allowed transitions [K, K], start tags [K] and end tags [K]."""
     transitions = torch.zeros(NUM_TAGS, NUM_TAGS, dtype=torch.bool)
@@ -63,12 +78,13 @@ class MultiLabelBIOULCRF(nn.Module):
             self.register_buffer("end_scores", torch.zeros(num_labels, NUM_TAGS))
 
     def constrained_scores(
-        self, forbidden: float = FORBIDDEN
+        self, forbidden: float = FORBIDDEN, chains: slice = slice(None)
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Transition [L, K, K], start [L, K] and end [L, K] scores with constraints applied."""
-        trans = self.transitions.masked_fill(~self.allowed, forbidden)
-        start = self.start_scores.masked_fill(~self.allowed_start, forbidden)
-        end = self.end_scores.masked_fill(~self.allowed_end, forbidden)
+        """Transition [L, K, K], start [L, K] and end [L, K] scores with constraints applied
+        (for the chains selected by ``chains``)."""
+        trans = self.transitions[chains].masked_fill(~self.allowed, forbidden)
+        start = self.start_scores[chains].masked_fill(~self.allowed_start, forbidden)
+        end = self.end_scores[chains].masked_fill(~self.allowed_end, forbidden)
         return trans, start, end
 
     # ------------------------------------------------------------------ scoring
@@ -147,9 +163,16 @@ class MultiLabelBIOULCRF(nn.Module):
         return alphas + betas - log_z[:, None, :, None]
 
     # ------------------------------------------------------------------ decoding
-    def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Best valid tag path for each chain: [B, T, L] (O on padding)."""
-        trans, start, end = self.constrained_scores(forbidden=float("-inf"))
+    def viterbi(
+        self, emissions: torch.Tensor, mask: torch.Tensor, chains: slice = slice(None)
+    ) -> torch.Tensor:
+        """Best valid tag path for each chain: [B, T, L] (O on padding).
+
+        ``chains`` selects the chains whose scores to use when ``emissions`` holds only some
+        of them (one nesting level at a time). Emissions may be -inf for forbidden tags, as
+        long as O stays allowed.
+        """
+        trans, start, end = self.constrained_scores(forbidden=float("-inf"), chains=chains)
         n_batch, n_time, n_labels, _ = emissions.shape
         score = start + emissions[:, 0]  # [B, L, K]
         identity = torch.arange(NUM_TAGS, device=emissions.device).expand(n_batch, n_labels, -1)

@@ -14,6 +14,13 @@ Each predicted span gets a confidence: the posterior probability that its label'
 tags exactly this span (B I* L, or U), from the CRF's forward-backward scores (per-token
 softmax in ``"independent"`` mode). It is stored spancat-style as
 ``doc.spans[key].attrs["scores"]`` (aligned with the group's spans).
+
+Nested entities of the same label (``nesting_depth`` > 1): each label gets one chain per
+nesting level, outermost first, each level conditioned on the one above (see
+``models.pytorch_emission_head.EmissionHead``). Decoding runs level by level, so an inner
+span always lies strictly inside an outer span of its label and never crosses another. An
+inner span's confidence is conditional on the decoded levels above it. Span groups get
+every level; ``doc.ents`` keeps a non-overlapping subset (longest first, so outer spans).
 """
 import warnings
 from itertools import islice
@@ -31,7 +38,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .scoring import crf_ner_score
-from .tags import decode_tags, encode_spans, spans_per_doc
+from .tags import decode_tags, encode_levels, properly_nested, spans_per_doc
 
 MODES = ("joint", "marginal", "independent")
 
@@ -78,6 +85,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "target_span_getter": "sc",
         "span_setter": ["ents", "sc"],
         "mode": "joint",
+        "nesting_depth": 1,
         "confidence_threshold": 0.0,
         "scorer": {"@scorers": "spacy_crf_ner.crf_ner_scorer.v1"},
     },
@@ -100,6 +108,7 @@ def make_crf_ner(
     target_span_getter: str = "sc",
     span_setter: Union[str, List[str]] = ["ents", "sc"],
     mode: str = "joint",
+    nesting_depth: int = 1,
     confidence_threshold: float = 0.0,
     scorer: Optional[Callable] = crf_ner_score,
 ) -> "CrfNer":
@@ -110,6 +119,8 @@ def make_crf_ner(
     span_setter: where predictions go: ``"ents"``, a span key, ``"*"`` (one group per label)
         or a list of these.
     mode: ``"joint"``, ``"marginal"`` or ``"independent"`` (see the module docstring).
+    nesting_depth: how many levels of same-label nesting to learn and predict; 1 = no
+        nesting (inner spans of the same label are counted and left out of training).
     confidence_threshold: predicted spans with a lower confidence are not written.
     """
     return CrfNer(
@@ -120,9 +131,23 @@ def make_crf_ner(
         target_span_getter=target_span_getter,
         span_setter=span_setter,
         mode=mode,
+        nesting_depth=nesting_depth,
         confidence_threshold=confidence_threshold,
         scorer=scorer,
     )
+
+
+# Fates of the gold spans that training cannot use (``CrfNer.stats`` keys).
+_GOLD_FATES = {
+    "same_label_crossing": "crossing a span of the same label",
+    "nested_too_deep": "nested too deep",
+    "misaligned": "misaligned",
+    "unknown_label": "unknown label",
+}
+
+
+def _new_gold_counts() -> Dict[str, int]:
+    return {"gold_spans": 0, **{fate: 0 for fate in _GOLD_FATES}}
 
 
 def _normalise_setter(span_setter: Union[str, Sequence[str]]) -> List[str]:
@@ -147,11 +172,14 @@ class CrfNer(TrainablePipe):
         target_span_getter: str = "sc",
         span_setter: Union[str, Sequence[str]] = ("ents", "sc"),
         mode: str = "joint",
+        nesting_depth: int = 1,
         confidence_threshold: float = 0.0,
         scorer: Optional[Callable] = crf_ner_score,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if isinstance(nesting_depth, bool) or not isinstance(nesting_depth, int) or nesting_depth < 1:
+            raise ValueError(f"nesting_depth must be an integer >= 1, got {nesting_depth!r}")
         if not isinstance(target_span_getter, str) or not target_span_getter:
             raise ValueError(
                 f"target_span_getter must be 'ents' or a span key, got {target_span_getter!r}"
@@ -167,13 +195,14 @@ class CrfNer(TrainablePipe):
             "target_span_getter": target_span_getter,
             "span_setter": _normalise_setter(span_setter),
             "mode": mode,
+            "nesting_depth": nesting_depth,
             "confidence_threshold": float(confidence_threshold),
             "torch_layer_dims": [],
         }
         for label in labels or []:
             self.add_label(label)
         # Gold spans seen in training, by fate (see ``_gold_tags``).
-        self.stats = {"gold_spans": 0, "same_label_overlap": 0, "misaligned": 0, "unknown_label": 0}
+        self.stats = _new_gold_counts()
         self._warned_overlap = False
 
     # ----------------------------------------------------------------- labels
@@ -204,6 +233,10 @@ class CrfNer(TrainablePipe):
         return self.cfg["mode"]
 
     @property
+    def nesting_depth(self) -> int:
+        return self.cfg["nesting_depth"]
+
+    @property
     def span_setter(self) -> List[str]:
         return list(self.cfg["span_setter"])
 
@@ -225,11 +258,16 @@ class CrfNer(TrainablePipe):
         return bool(self.model.has_ref("head") and self._head_model().layers)
 
     @property
-    def crf(self):
-        """The ``MultiLabelBIOULCRF`` torch module (after initialize or loading)."""
+    def head(self):
+        """The ``EmissionHead`` torch module (after initialize or loading)."""
         from ..models.crf_tagger import get_emission_head
 
-        return get_emission_head(self.model).crf
+        return get_emission_head(self.model)
+
+    @property
+    def crf(self):
+        """The ``MultiLabelBIOULCRF`` torch module (after initialize or loading)."""
+        return self.head.crf
 
     # --------------------------------------------------------------- training
     def initialize(
@@ -260,23 +298,34 @@ class CrfNer(TrainablePipe):
         if head.maybe_get_dim("nL") not in (None, len(self.labels)):
             raise ValueError(f"'{self.name}' was already initialized with other labels.")
         head.set_dim("nL", len(self.labels))
+        if head.maybe_get_dim("nD") not in (None, self.nesting_depth):
+            raise ValueError(f"'{self.name}' was already initialized with another nesting_depth.")
+        head.set_dim("nD", self.nesting_depth)
         doc_sample = [eg.x for eg in islice(get_examples(), 10)]
         self.model.initialize(X=doc_sample)
         self._report_gold(get_examples())
 
     def _report_gold(self, examples: Iterable[Example]) -> None:
         """Count, once, the gold spans that training cannot use, and say why."""
-        counts = {"gold_spans": 0, "same_label_overlap": 0, "misaligned": 0, "unknown_label": 0}
+        counts = _new_gold_counts()
         for eg in examples:
             self._gold_tags(eg, counts)
         lost = {k: v for k, v in counts.items() if k != "gold_spans" and v}
         if lost:
-            detail = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in lost.items())
+            detail = ", ".join(f"{v} {_GOLD_FATES[k]}" for k, v in lost.items())
+            hints = {
+                "nested_too_deep": f"Spans nested in a span of the same label deeper than "
+                f"nesting_depth={self.nesting_depth} are left out: raise nesting_depth to "
+                "learn them.",
+                "same_label_crossing": "Of two crossing spans of the same label the longer "
+                "(then the leftmost) is kept.",
+                "misaligned": "Misaligned spans do not start/end on a token of the pipeline's "
+                "tokenizer.",
+            }
+            hint = " ".join(text for fate, text in hints.items() if fate in lost)
             warnings.warn(
                 f"[{self.name}] {sum(lost.values())} of {counts['gold_spans']} gold spans cannot "
-                f"be trained on ({detail}). Same-label overlaps keep the longest span, then the "
-                "leftmost; misaligned spans do not start/end on a token of the pipeline's "
-                "tokenizer.",
+                f"be trained on ({detail}). {hint}".rstrip(),
                 stacklevel=2,
             )
             self._warned_overlap = True
@@ -297,8 +346,11 @@ class CrfNer(TrainablePipe):
         aligned = example.get_aligned_spans_y2x(known, allow_overlap=True)
         counts["misaligned"] += len(known) - len(aligned)
         triples = [(label_ids[s.label_], s.start, s.end) for s in aligned]
-        tags, dropped = encode_spans(triples, len(example.predicted), len(label_ids))
-        counts["same_label_overlap"] += len(dropped)
+        tags, crossing, too_deep = encode_levels(
+            triples, len(example.predicted), len(label_ids), self.nesting_depth
+        )
+        counts["same_label_crossing"] += len(crossing)
+        counts["nested_too_deep"] += len(too_deep)
         return tags
 
     def update(
@@ -340,23 +392,27 @@ class CrfNer(TrainablePipe):
         from ..models.padding import lengths_to_mask
 
         em_xp, lengths = scores
-        n_batch, n_time, n_labels, _ = em_xp.shape
-        gold = numpy.zeros((n_batch, n_time, n_labels), dtype="int64")
-        before = self.stats["same_label_overlap"]
+        n_batch, n_time, n_chains, _ = em_xp.shape
+        gold = numpy.zeros((n_batch, n_time, n_chains), dtype="int64")
+        before = self.stats["same_label_crossing"] + self.stats["nested_too_deep"]
         for i, eg in enumerate(examples):
             gold[i, : lengths[i]] = self._gold_tags(eg, self.stats)
-        if self.stats["same_label_overlap"] > before and not self._warned_overlap:
+        lost = self.stats["same_label_crossing"] + self.stats["nested_too_deep"]
+        if lost > before and not self._warned_overlap:
             self._warned_overlap = True
             warnings.warn(
-                f"[{self.name}] gold spans overlapping a longer span of the same label are "
-                f"ignored in training ({self.stats['same_label_overlap']} so far; see "
-                f"nlp.get_pipe({self.name!r}).stats)."
+                f"[{self.name}] gold spans that cross a span of the same label, or nest in one "
+                f"deeper than nesting_depth={self.nesting_depth}, are ignored in training "
+                f"({lost} so far; see nlp.get_pipe({self.name!r}).stats)."
             )
-        crf = self.crf
+        head = self.head
+        crf = head.crf
         with torch.enable_grad():
-            em = xp2torch(em_xp, requires_grad=True)
-            gold_t = torch.as_tensor(gold, device=em.device)
-            mask = lengths_to_mask(torch.as_tensor(lengths, device=em.device), n_time)
+            em_leaf = xp2torch(em_xp, requires_grad=True)
+            gold_t = torch.as_tensor(gold, device=em_leaf.device)
+            mask = lengths_to_mask(torch.as_tensor(lengths, device=em_leaf.device), n_time)
+            # Each nesting level sees the gold tags of the level above (teacher forcing).
+            em = head.condition(em_leaf, gold_t)
             if self.mode == "joint":
                 total = crf.nll(em, gold_t, mask).sum()
             else:
@@ -370,7 +426,9 @@ class CrfNer(TrainablePipe):
             params = []
             if with_params and self.mode != "independent":
                 params = [p for p in crf.parameters() if p.requires_grad]
-            grads = torch.autograd.grad(loss, [em] + params)
+            if with_params and self.nesting_depth > 1:
+                params.append(head.nesting_scores)
+            grads = torch.autograd.grad(loss, [em_leaf] + params)
         d_scores = torch2xp(grads[0])
         return float(loss.detach()), d_scores, list(zip(params, grads[1:]))
 
@@ -392,32 +450,34 @@ class CrfNer(TrainablePipe):
 
         from ..models.padding import lengths_to_mask
 
+        head = self.head
         with torch.no_grad():
             em = xp2torch(em_xp)
             mask = lengths_to_mask(torch.as_tensor(lengths, device=em.device), em.shape[1])
-            if self.mode == "independent":
-                log_probs = torch.log_softmax(em, dim=-1)
-                best_lp, tags = log_probs.max(dim=-1)  # [B, T, L]
-                tags = tags.masked_fill(~mask.unsqueeze(-1), 0)
-                spans = decode_tags(tags.cpu().numpy())
+            use_crf = self.mode != "independent"
+            # Level by level (one level at depth 1); `em` becomes the conditioned emissions.
+            tags, em = head.decode(em, mask, use_crf=use_crf)
+            spans = decode_tags(tags.cpu().numpy())  # (doc, chain, start, end_incl)
+            spans = spans[properly_nested(spans, len(self.labels))]
+            idx = torch.as_tensor(spans, device=em.device)
+            if not use_crf:
+                best_lp = torch.log_softmax(em, dim=-1).max(dim=-1).values  # [B, T, C]
                 cum = (best_lp * mask.unsqueeze(-1)).cumsum(dim=1)
-                idx = torch.as_tensor(spans, device=em.device)
                 if len(spans):
-                    doc, lab, start, end = idx.unbind(-1)
+                    doc, chain, start, end = idx.unbind(-1)
                     before = torch.where(
-                        start > 0, cum[doc, (start - 1).clamp(min=0), lab], torch.zeros_like(start, dtype=cum.dtype)
+                        start > 0, cum[doc, (start - 1).clamp(min=0), chain],
+                        torch.zeros_like(start, dtype=cum.dtype),
                     )
-                    span_lp = cum[doc, end, lab] - before
+                    span_lp = cum[doc, end, chain] - before
                 else:
                     span_lp = em.new_zeros((0,))
             else:
-                crf = self.crf
-                tags = crf.viterbi(em, mask)
-                spans = decode_tags(tags.cpu().numpy())
+                crf = head.crf
                 alphas, betas, log_z = crf.forward_backward(em, mask)
-                idx = torch.as_tensor(spans, device=em.device)
                 span_lp = crf.span_log_probs(em, alphas, betas, log_z, idx)
             conf = span_lp.exp().clamp(max=1.0).float().cpu().numpy()
+        spans[:, 1] %= len(self.labels)  # chain -> label
         # Within each doc, order spans by position (then label), as readers expect.
         order = numpy.lexsort((spans[:, 1], spans[:, 3], spans[:, 2], spans[:, 0]))
         spans, conf = spans[order], conf[order]
@@ -487,6 +547,14 @@ class CrfNer(TrainablePipe):
         ``span_setter`` or ``mode`` come from the config, so overrides at load time work."""
         self.cfg["labels"] = list(saved.get("labels", self.cfg["labels"]))
         self.cfg["torch_layer_dims"] = saved.get("torch_layer_dims", [])
+        # The weights are shaped by the depth they were trained with, so that one wins.
+        trained_depth = saved.get("nesting_depth", 1)
+        if trained_depth != self.cfg["nesting_depth"]:
+            warnings.warn(
+                f"[{self.name}] the saved model was trained with nesting_depth={trained_depth}; "
+                f"using it instead of the configured {self.cfg['nesting_depth']}."
+            )
+            self.cfg["nesting_depth"] = trained_depth
         for label in self.cfg["labels"]:
             self.vocab.strings.add(label)
 
@@ -497,6 +565,8 @@ class CrfNer(TrainablePipe):
         head = self._head_model()
         if head.maybe_get_dim("nL") is None and self.labels:
             head.set_dim("nL", len(self.labels))
+        if head.maybe_get_dim("nD") is None:
+            head.set_dim("nD", self.nesting_depth)
         if self.cfg.get("torch_layer_dims"):
             build_torch_layers(self.model, self.cfg["torch_layer_dims"])
 

@@ -5,6 +5,12 @@ the BIOUL chain of label ``l`` (codes O=0, I=1, B=2, L=3, U=4, as in ``models.py
 Spans of different labels may overlap freely; spans of the *same* label that overlap cannot
 share a chain, so ``encode_spans`` keeps a non-overlapping subset per label (longest first,
 then leftmost) and reports how many it dropped.
+
+Nested spans of the same label are held by several chains per label, one per nesting level
+(``encode_levels``): level 0 holds the outermost spans, level k the spans strictly inside a
+level k-1 span of the same label. The matrix is then ``[T, D * L]``, chain ``k * L + l`` for
+level k of label l. Spans that cross a same-label span (overlap without nesting) or sit
+deeper than D levels cannot be held and are reported.
 """
 from typing import Iterable, List, Sequence, Tuple
 
@@ -42,14 +48,99 @@ def encode_spans(
     """BIOUL tag matrix ``[T, L]`` for the spans, and the same-label overlaps it dropped."""
     tags = numpy.zeros((n_tokens, n_labels), dtype="int64")
     kept, dropped = select_non_overlapping(s for s in spans if s[2] > s[1])
-    for label, start, end in kept:
-        if end - start == 1:
-            tags[start, label] = U
-        else:
-            tags[start, label] = B
-            tags[start + 1 : end - 1, label] = I
-            tags[end - 1, label] = L
+    _write_spans(tags, kept)
     return tags, dropped
+
+
+def assign_levels(
+    spans: Iterable[SpanTuple], depth: int
+) -> Tuple[List[List[SpanTuple]], List[SpanTuple], List[SpanTuple]]:
+    """Sort same-label spans into ``depth`` nesting levels, outermost first.
+
+    Level 0 is ``select_non_overlapping`` of all spans (so depth 1 keeps exactly what
+    ``encode_spans`` keeps). Level k takes, among the spans left, those strictly inside a
+    level k-1 span of their label, again longest first without overlap. Returns
+    ``(levels, crossing, too_deep)``: the spans that overlap a kept span of their label
+    without nesting in it or around it, and those nested deeper than ``depth`` levels.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    remaining = sorted({s for s in spans if s[2] > s[1]})
+    levels: List[List[SpanTuple]] = []
+    for k in range(depth):
+        if k == 0:
+            candidates = remaining
+        else:
+            parents = levels[-1]
+            candidates = [
+                s for s in remaining
+                if any(p[0] == s[0] and p[1] <= s[1] and s[2] <= p[2] for p in parents)
+            ]
+        kept, _ = select_non_overlapping(candidates)
+        levels.append(kept)
+        taken = set(kept)
+        remaining = [s for s in remaining if s not in taken]
+        if not remaining:
+            break
+    levels += [[] for _ in range(depth - len(levels))]
+    placed = [s for level in levels for s in level]
+    crossing, too_deep = [], []
+    for s in remaining:
+        crosses = any(
+            p[0] == s[0] and p[1] < s[2] and s[1] < p[2]
+            and not (p[1] <= s[1] and s[2] <= p[2]) and not (s[1] <= p[1] and p[2] <= s[2])
+            for p in placed
+        )
+        (crossing if crosses else too_deep).append(s)
+    return levels, crossing, too_deep
+
+
+def encode_levels(
+    spans: Iterable[SpanTuple], n_tokens: int, n_labels: int, depth: int
+) -> Tuple[numpy.ndarray, List[SpanTuple], List[SpanTuple]]:
+    """BIOUL matrix ``[T, depth * L]`` (chain ``k * L + l``), plus the crossing and too-deep
+    spans that it cannot hold (see ``assign_levels``)."""
+    levels, crossing, too_deep = assign_levels(spans, depth)
+    tags = numpy.zeros((n_tokens, depth * n_labels), dtype="int64")
+    for k, level in enumerate(levels):
+        _write_spans(tags, [(k * n_labels + lab, s, e) for lab, s, e in level])
+    return tags, crossing, too_deep
+
+
+def _write_spans(tags: numpy.ndarray, spans: Iterable[SpanTuple]) -> None:
+    for chain, start, end in spans:
+        if end - start == 1:
+            tags[start, chain] = U
+        else:
+            tags[start, chain] = B
+            tags[start + 1 : end - 1, chain] = I
+            tags[end - 1, chain] = L
+
+
+def properly_nested(spans: numpy.ndarray, n_labels: int) -> numpy.ndarray:
+    """Which decoded ``(doc, chain, start, end_incl)`` rows to keep: every level 0 span, and
+    a level k > 0 span only if it lies inside a kept level k-1 span of its label and differs
+    from it. Constrained Viterbi already guarantees containment; this also covers leniently
+    read argmax tags, and drops inner copies of an outer span."""
+    keep = numpy.ones(len(spans), dtype=bool)
+    if not len(spans):
+        return keep
+    level, label = spans[:, 1] // n_labels, spans[:, 1] % n_labels
+    if level.max() == 0:
+        return keep
+    keep = level == 0
+    parents = {}
+    for i in numpy.nonzero(keep)[0]:
+        parents.setdefault((spans[i, 0], label[i]), []).append((spans[i, 2], spans[i, 3]))
+    for k in range(1, int(level.max()) + 1):
+        found = {}
+        for i in numpy.nonzero(level == k)[0]:
+            key, s, e = (spans[i, 0], label[i]), spans[i, 2], spans[i, 3]
+            if any(ps <= s and e <= pe and (ps, pe) != (s, e) for ps, pe in parents.get(key, ())):
+                keep[i] = True
+                found.setdefault(key, []).append((s, e))
+        parents = found
+    return keep
 
 
 def decode_tags(tags: numpy.ndarray) -> numpy.ndarray:
