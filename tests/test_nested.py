@@ -345,3 +345,13 @@ def test_nested_predictions_round_trip_through_the_standoff_writer(trained_depth
         assert triples(by_name[f"doc{i}.txt"]) == triples(doc)
         ann = parse_ann((tmp_path / f"doc{i}.ann").read_text())
         assert len(ann.entities) == len(doc.spans["sc"])
+
+
+def test_converter_keeps_nested_same_label_spans():
+    from spacy_crf_ner.data import standoff_to_docs
+
+    text = "Known chronic kidney disease since 2015 ."
+    ann = "T1\tDISORDER 6 28\tchronic kidney disease\nT2\tDISORDER 14 28\tkidney disease\n"
+    (doc,) = standoff_to_docs(spacy.blank("en"), text, ann, source="n.txt")
+    assert triples(doc) == {(6, 28, "DISORDER"), (14, 28, "DISORDER")}
+    assert [(e.start_char, e.end_char) for e in doc.ents] == [(6, 28)]
