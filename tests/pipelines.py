@@ -23,10 +23,12 @@ max_batch_items = 4096
 name = "{name}"
 mixed_precision = false
 
+# Small windows counted in word pieces, so that training sees several overlapping windows.
 [components.transformer.model.get_spans]
-@span_getters = "spacy-transformers.strided_spans.v1"
-window = 128
-stride = 96
+@span_getters = "spacy_crf_ner.wordpiece_strided_spans.v1"
+name = "{name}"
+window = 12
+stride = 8
 
 [components.transformer.model.tokenizer_config]
 use_fast = true

@@ -1,0 +1,73 @@
+"""Transformer windows counted in word pieces: ``spacy_crf_ner.wordpiece_strided_spans.v1``.
+
+spacy-transformers' ``strided_spans.v1`` counts its window in spaCy tokens, so a window of
+128 tokens holds anywhere from 128 to several hundred word pieces (biomedical words split a
+lot), and every window of a batch is padded to the longest one. On NCBI disease a third of
+what the transformer computes is padding. This getter cuts windows of at most ``window``
+word pieces (plus the model's special tokens), ``stride`` pieces apart, as EDS-NLP does, so
+windows are full and of nearly equal length. Windows still start and end on spaCy tokens,
+and every token is covered.
+"""
+from functools import lru_cache, partial
+from typing import Callable, Iterable, List
+
+import numpy
+from spacy.tokens import Doc, Span
+
+
+@lru_cache(maxsize=4)
+def _load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    from .transformer_name import resolve_transformer_name
+
+    return AutoTokenizer.from_pretrained(resolve_transformer_name(name), use_fast=True)
+
+
+def piece_counts(tokenizer, doc: Doc) -> numpy.ndarray:
+    """Word pieces per spaCy token [len(doc)], from one tokenisation of the whole text."""
+    if not len(doc):
+        return numpy.zeros((0,), dtype="int64")
+    enc = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    starts = numpy.asarray([s for s, e in enc["offset_mapping"] if e > s], dtype="int64")
+    token_starts = numpy.asarray([t.idx for t in doc], dtype="int64")
+    owner = numpy.searchsorted(token_starts, starts, side="right") - 1
+    return numpy.bincount(owner.clip(min=0), minlength=len(doc))
+
+
+def windows_from_counts(counts: numpy.ndarray, window: int, stride: int) -> List[tuple]:
+    """(start, end) token ranges: each holds at most ``window`` pieces (or one token, if
+    that token alone is longer); the next starts ``stride`` pieces later; the last reaches
+    the end. Consecutive windows overlap or touch, so no token is left out."""
+    n = len(counts)
+    cum = numpy.concatenate([[0], numpy.cumsum(counts)])
+    ranges, start = [], 0
+    while start < n:
+        end = int(numpy.searchsorted(cum, cum[start] + window, side="right")) - 1
+        end = min(max(end, start + 1), n)
+        ranges.append((start, end))
+        if end >= n:
+            break
+        nxt = int(numpy.searchsorted(cum, cum[start] + stride, side="left"))
+        start = min(max(nxt, start + 1), end)
+    return ranges
+
+
+def get_wordpiece_strided_spans(
+    docs: Iterable[Doc], name: str, window: int, stride: int
+) -> List[List[Span]]:
+    tokenizer = _load_tokenizer(name)
+    return [
+        [doc[s:e] for s, e in windows_from_counts(piece_counts(tokenizer, doc), window, stride)]
+        for doc in docs
+    ]
+
+
+def configure_wordpiece_strided_spans(
+    name: str, window: int = 128, stride: int = 96
+) -> Callable[[Iterable[Doc]], List[List[Span]]]:
+    """Span getter for spacy-transformers: windows of at most ``window`` word pieces of the
+    tokenizer of ``name`` (same value as the transformer's name), ``stride`` pieces apart."""
+    if not 0 < stride <= window:
+        raise ValueError(f"need 0 < stride <= window, got window={window}, stride={stride}")
+    return partial(get_wordpiece_strided_spans, name=name, window=window, stride=stride)
