@@ -85,7 +85,7 @@ def time_parts(nlp, texts, batch_size: int) -> dict:
 def transformer_alone(nlp, texts, batch_size: int, repeats: int) -> dict:
     """The lower bound for our inference: the pipeline's own Hugging Face model, called
     directly under ``torch.no_grad`` on the word pieces of the same strided windows
-    (spaCy tokenizer + the config's ``strided_spans`` 128/96), batched as the transformer
+    (spaCy tokenizer + the config's span getter, 128/96), batched as the transformer
     component batches them (batches of ``batch_size`` docs, split by
     ``spacy_transformers.util.batch_by_length`` into sub-batches of at most
     ``max_batch_items`` padded tokens), windows padded to the longest of their sub-batch.
