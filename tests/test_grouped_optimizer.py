@@ -84,6 +84,88 @@ def test_pattern_that_matches_nothing_is_a_clear_error():
         grouped_adam(groups={"x": {"learn_rate": 1.0}})
 
 
+def _by_key(nlp):
+    """optimizer key -> (copy of the weights, copy of the gradient or None), float64.
+    (Paths are not unique: the tok2vec has several ``hashembed/E``.)"""
+    out = {}
+    for _, proc in nlp.components:
+        for node in proc.model.walk():
+            for name in node.param_names:
+                if node.has_param(name):
+                    grad = node.get_grad(name) if node.has_grad(name) else None
+                    out[(node.id, name)] = (
+                        numpy.array(node.get_param(name), dtype="float64"),
+                        None if grad is None else numpy.array(grad, dtype="float64"))
+            for shim in node.shims:
+                for name, param in shim._model.named_parameters():
+                    grad = param.grad
+                    out[(shim.id, name)] = (
+                        param.detach().numpy().astype("float64"),
+                        None if grad is None else grad.detach().numpy().astype("float64"))
+    return out
+
+
+def _sgd_step(nlp, examples, scope, clip):
+    """One plain-SGD step (lr 1, no decay) with the given clipping: key -> weight change,
+    and the raw gradients it was computed from."""
+    optimizer = grouped_adam(groups={"all": {"pattern": "", "learn_rate": 1.0}},
+                             beta1=0.0, beta2=0.0, L2=0.0, grad_clip=clip, grad_clip_scope=scope)
+    optimizer.bind(nlp)
+    nlp.update(examples, sgd=False)  # accumulate gradients only
+    before = _by_key(nlp)
+    for _, proc in nlp.pipeline:
+        proc.finish_update(optimizer)
+    after = _by_key(nlp)
+    grads = {k: g for k, (_, g) in before.items() if g is not None}
+    return {k: before[k][0] - after[k][0] for k in grads}, grads, optimizer
+
+
+def test_global_clipping_scales_all_gradients_by_one_factor():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("crf_ner")
+    examples = make_examples(nlp, 16)
+    nlp.initialize(lambda: examples)
+    clip = 0.05
+    moves, grads, optimizer = _sgd_step(nlp, examples, "global", clip)
+    raw_norm = numpy.sqrt(sum((g ** 2).sum() for g in grads.values()))
+    assert raw_norm > 4 * clip  # the clip is active
+    assert optimizer.last_global_norm == pytest.approx(raw_norm, rel=1e-4)
+    factor = clip / raw_norm
+    for path, grad in grads.items():
+        # SGD with lr 1: each weight moves by exactly factor * its gradient (same direction)
+        assert numpy.allclose(moves[path], factor * grad, rtol=1e-3, atol=1e-7), path
+    moved = numpy.sqrt(sum((m ** 2).sum() for m in moves.values()))
+    assert moved == pytest.approx(clip, rel=1e-3)
+
+    # Thinc's per-tensor clipping, for contrast: each tensor at most `clip`, more in total.
+    tensor_moves, tensor_grads, _ = _sgd_step(nlp, examples, "tensor", clip)
+    norms = [numpy.sqrt((m ** 2).sum()) for m in tensor_moves.values()]
+    assert max(norms) <= clip * 1.001
+    assert numpy.sqrt(sum(n ** 2 for n in norms)) > 2 * clip
+
+
+def test_global_clipping_recomputes_the_norm_at_every_step_outside_spacy_train():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("crf_ner")
+    examples = make_examples(nlp, 16)
+    optimizer = grouped_adam(groups={"all": {"pattern": "", "learn_rate": 1e-2}},
+                             grad_clip_scope="global")
+    nlp.initialize(lambda: examples, sgd=optimizer)
+    optimizer.bind(nlp)
+    norms = []
+    for _ in range(3):  # nlp.update(sgd=...) never calls step_schedules
+        nlp.update(examples, sgd=optimizer)
+        norms.append(optimizer.last_global_norm)
+    assert all(n is not None and n > 0 for n in norms)
+    assert len(set(norms)) == 3
+    with pytest.raises(ValueError, match="grad_clip_scope"):
+        grouped_adam(groups={"all": {"pattern": "", "learn_rate": 1.0}}, grad_clip_scope="layer")
+    unbound = grouped_adam(groups={"all": {"pattern": "", "learn_rate": 1.0}},
+                           grad_clip_scope="global")
+    with pytest.raises(ValueError, match="must see the pipeline's gradients"):
+        unbound.bind_paths(parameter_paths(nlp))
+
+
 GROUPED_CONFIG = """
 [paths]
 train = null
@@ -125,6 +207,7 @@ path = ${paths.train_log}
 [training.optimizer]
 @optimizers = "spacy_crf_ner.GroupedAdam.v1"
 grad_clip = 1.0
+grad_clip_scope = "global"
 
 [training.optimizer.groups]
 
@@ -181,6 +264,8 @@ def test_spacy_train_with_groups_logs_plots_and_resumes(tmp_path):
     assert rates[-1]["embeddings"] == pytest.approx(0.001)
     assert max(r["head"] for r in rates) == pytest.approx(0.003, rel=0.01)
     assert rates[1]["head"] < rates[3]["head"]  # warming up
+    norms = [r["grad_norm"] for r in updates]  # global clipping: one norm per step, logged
+    assert all(n > 0 for n in norms) and len(set(norms)) > 10
     assert evals[-1]["scores"]["spans_sc_f"] > 0.5
 
     plots = subprocess.run([sys.executable, "-m", "spacy_crf_ner", "plot-log", str(tmp_path / "log.jsonl"),

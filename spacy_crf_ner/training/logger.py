@@ -1,7 +1,8 @@
 """``spacy_crf_ner.JsonlLogger.v1``: a JSON-lines training log beside spaCy's console logger.
 
 One line per update (``"event": "update"``: loss of each component in that update, and the
-learning rate of each optimizer group when GroupedAdam is used) and one per evaluation
+learning rate of each optimizer group when GroupedAdam is used, and with
+``grad_clip_scope = "global"`` the step's gradient norm before clipping) and one per evaluation
 (``"event": "evaluation"``: step, epoch, main score, every numeric score, losses since the
 last evaluation, seconds, words). ``python -m spacy_crf_ner plot-log`` turns it into PNGs.
 """
@@ -34,6 +35,15 @@ def _rates_of_last_step() -> Optional[Dict[str, float]]:
     return optimizer.rates_of_last_step if optimizer is not None else None
 
 
+def _grad_norm_of_last_step() -> Optional[float]:
+    """Norm of all gradients of the step that just finished, before clipping (GroupedAdam
+    with ``grad_clip_scope = "global"`` only)."""
+    from .optimizer import GroupedOptimizer
+
+    optimizer = GroupedOptimizer.last_stepped()
+    return optimizer.grad_norm_of_last_step if optimizer is not None else None
+
+
 @registry.loggers("spacy_crf_ner.JsonlLogger.v1")
 def jsonl_logger(
     path: Optional[str] = None, console: bool = True, progress_bar: Optional[str] = None
@@ -62,10 +72,12 @@ def jsonl_logger(
         original_update = nlp.update
 
         def flush() -> None:
-            rates = _rates_of_last_step()
+            rates, grad_norm = _rates_of_last_step(), _grad_norm_of_last_step()
             for record in pending:
                 if rates is not None:
                     record["learn_rates"] = rates
+                if grad_norm is not None:
+                    record["grad_norm"] = grad_norm
                 write(record)
             pending.clear()
 

@@ -28,13 +28,17 @@ Config::
     @callbacks = "spacy_crf_ner.bind_param_groups.v1"
 
 A group may set ``weight_decay`` (else the optimizer's ``L2``) and ``frozen = true`` (its
-parameters never move). Paths are matched once, after ``nlp.initialize``; a pattern that
+parameters never move). ``grad_clip_scope = "global"`` clips the norm of all gradients of a
+step together, as ``torch.nn.utils.clip_grad_norm_`` (and EDS-NLP's trainer) do; the default
+``"tensor"`` is Thinc's behaviour, which clips each parameter tensor on its own. Paths are matched once, after ``nlp.initialize``; a pattern that
 matches nothing, or a parameter that matches no group, is an error at that point.
 """
+import math
 import re
 import sys
 import weakref
 from collections import OrderedDict
+from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from spacy.language import Language
@@ -48,6 +52,10 @@ KeyT = Tuple[int, str]
 # loop), so the loop's optimizer cannot be handed the pipeline: it reads the paths from here
 # on its first update. Keys are process-unique ids of live Thinc nodes and shims.
 _LAST_INITIALIZED_PATHS: "OrderedDict[KeyT, Tuple[str, int]]" = OrderedDict()
+# That pipeline itself (weakly), for the gradients that global clipping reads.
+_LAST_INITIALIZED_NLP: List[Callable[[], Optional[Language]]] = [lambda: None]
+
+CLIP_SCOPES = ("tensor", "global")
 
 
 def parameter_paths(nlp: Language) -> "OrderedDict[KeyT, Tuple[str, int]]":
@@ -74,6 +82,42 @@ def parameter_paths(nlp: Language) -> "OrderedDict[KeyT, Tuple[str, int]]":
                         entry = (f"{comp_name}/{node.name}/{name}", int(param.numel()))
                         paths.setdefault((shim.id, name), entry)
     return paths
+
+
+def _thinc_grad(node, name: str):
+    return node.get_grad(name) if node.has_grad(name) else None
+
+
+def _torch_grad(param):
+    return param.grad
+
+
+def gradient_sources(nlp: Language) -> Dict[KeyT, Callable[[], Any]]:
+    """Optimizer key -> zero-argument function giving the parameter's gradient right now
+    (a Thinc array, a torch tensor, or None), for every parameter of ``nlp``."""
+    sources: Dict[KeyT, Callable[[], Any]] = {}
+    for _, proc in nlp.components:
+        model = getattr(proc, "model", None)
+        if not isinstance(model, Model):
+            continue
+        for node in model.walk():
+            for name in node.param_names:
+                sources.setdefault((node.id, name), partial(_thinc_grad, node, name))
+            for shim in node.shims:
+                module = getattr(shim, "_model", None)
+                if hasattr(module, "named_parameters"):
+                    for name, param in module.named_parameters():
+                        sources.setdefault((shim.id, name), partial(_torch_grad, param))
+    return sources
+
+
+def _squared_norm(grad) -> float:
+    if grad is None:
+        return 0.0
+    if hasattr(grad, "detach"):  # torch tensor
+        return float(grad.detach().float().pow(2).sum())
+    flat = grad.ravel()
+    return float(flat.dot(flat))
 
 
 class ParamGroup:
@@ -120,9 +164,20 @@ class ParamGroup:
 class GroupedOptimizer(Optimizer):
     """Thinc's Adam, with learning rate and weight decay chosen per parameter group."""
 
-    def __init__(self, groups: Dict[str, Dict[str, Any]], **kwargs):
+    def __init__(self, groups: Dict[str, Dict[str, Any]], grad_clip_scope: str = "tensor",
+                 **kwargs):
         if not groups:
             raise ValueError("GroupedAdam needs at least one group (pattern \"\" matches all).")
+        if grad_clip_scope not in CLIP_SCOPES:
+            raise ValueError(
+                f"grad_clip_scope must be one of {CLIP_SCOPES}, got {grad_clip_scope!r}"
+            )
+        self.grad_clip_scope = grad_clip_scope
+        self.grad_sources: Dict[KeyT, Callable[[], Any]] = {}
+        self._clip_factor: Optional[float] = None
+        self._keys_this_step: set = set()
+        self.last_global_norm: Optional[float] = None
+        self.grad_norm_of_last_step: Optional[float] = None
         self.groups: List[ParamGroup] = [ParamGroup(n, dict(spec)) for n, spec in groups.items()]
         super().__init__(self.groups[0].learn_rate, **kwargs)
         self.base_L2 = self.L2
@@ -134,10 +189,19 @@ class GroupedOptimizer(Optimizer):
     # ------------------------------------------------------------- binding
     def bind(self, nlp: Language, *, out=None) -> Dict[str, Dict[str, Any]]:
         """Assign every parameter of ``nlp`` to its group; print and return the summary."""
-        return self.bind_paths(parameter_paths(nlp), out=out)
+        return self.bind_paths(parameter_paths(nlp), out=out, grads=gradient_sources(nlp))
 
-    def bind_paths(self, paths, *, out=None, verbose: bool = True) -> Dict[str, Dict[str, Any]]:
-        """Assign parameters (key -> (path, size)) to groups; print and return the summary."""
+    def bind_paths(self, paths, *, out=None, verbose: bool = True,
+                   grads: Optional[Dict[KeyT, Callable[[], Any]]] = None
+                   ) -> Dict[str, Dict[str, Any]]:
+        """Assign parameters (key -> (path, size)) to groups; print and return the summary.
+        ``grads`` (key -> gradient getter) is needed for ``grad_clip_scope = "global"``."""
+        if self.grad_clip and self.grad_clip_scope == "global" and not grads:
+            raise ValueError(
+                "GroupedAdam with grad_clip_scope = \"global\" must see the pipeline's "
+                "gradients: bind it with optimizer.bind(nlp) or the "
+                "spacy_crf_ner.bind_param_groups.v1 callback."
+            )
         self.key_to_group.clear()
         self.key_to_path.clear()
         summary = {g.name: {"pattern": g.pattern_text, "tensors": 0, "weights": 0} for g in self.groups}
@@ -164,6 +228,10 @@ class GroupedOptimizer(Optimizer):
                 f"{len(unmatched)} parameters match no optimizer group, e.g. {unmatched[:3]}. "
                 "Add a catch-all group with pattern = \"\"."
             )
+        self.grad_sources = {
+            key: get for key, get in (grads or {}).items()
+            if key in self.key_to_group and not self.key_to_group[key].frozen
+        }
         self.bound = True
         if not verbose:
             return summary
@@ -193,6 +261,9 @@ class GroupedOptimizer(Optimizer):
         GroupedOptimizer._last_stepped_ref = weakref.ref(self)
         self.rates_of_last_step = self.learn_rates()
         super().step_schedules()
+        # Norm of all gradients of the step that just ended, before clipping ("global" only).
+        self.grad_norm_of_last_step = self.last_global_norm if self._clip_factor else None
+        self._clip_factor = None
         for group in self.groups:
             group.step()
         self.learn_rate = self.groups[0].learn_rate
@@ -200,7 +271,9 @@ class GroupedOptimizer(Optimizer):
     def __call__(self, key, weights, gradient, *, lr_scale: float = 1.0):
         group = self.key_to_group.get(key)
         if group is None and not self.bound and _LAST_INITIALIZED_PATHS:
-            self.bind_paths(_LAST_INITIALIZED_PATHS, verbose=False)  # printed at init
+            nlp = _LAST_INITIALIZED_NLP[0]()
+            self.bind_paths(_LAST_INITIALIZED_PATHS, verbose=False,  # printed at init
+                            grads=gradient_sources(nlp) if nlp is not None else None)
             group = self.key_to_group.get(key)
         if group is None:
             if not self.bound:
@@ -216,14 +289,34 @@ class GroupedOptimizer(Optimizer):
         if group.frozen:
             gradient *= 0
             return weights, gradient
-        display_rate, base_L2 = self.learn_rate, self.L2
+        display_rate, base_L2, base_clip = self.learn_rate, self.L2, self.grad_clip
         self.learn_rate = group.learn_rate
         if group.weight_decay is not None:
             self.L2 = group.weight_decay
+        if base_clip and self.grad_clip_scope == "global":
+            factor = self._global_clip_factor(key)
+            if factor < 1.0:
+                gradient *= factor
+            self.grad_clip = 0.0  # already clipped: no per-tensor clip on top
         try:
             return super().__call__(key, weights, gradient, lr_scale=lr_scale)
         finally:
-            self.learn_rate, self.L2 = display_rate, base_L2
+            self.learn_rate, self.L2, self.grad_clip = display_rate, base_L2, base_clip
+
+    def _global_clip_factor(self, key: KeyT) -> float:
+        """The factor that brings the norm of all gradients of this step to ``grad_clip``.
+
+        Computed at the first parameter of a step, before any of the step's updates (which
+        zero the gradients they consume). A step starts after ``step_schedules`` or when a
+        parameter comes back a second time (``nlp.update(sgd=optimizer)`` outside
+        ``spacy train`` does not call ``step_schedules``)."""
+        if self._clip_factor is None or key in self._keys_this_step:
+            norm = math.sqrt(sum(_squared_norm(get()) for get in self.grad_sources.values()))
+            self.last_global_norm = norm
+            self._clip_factor = min(1.0, self.grad_clip / (norm + 1e-6))
+            self._keys_this_step = set()
+        self._keys_this_step.add(key)
+        return self._clip_factor
 
 
 @registry.optimizers("spacy_crf_ner.GroupedAdam.v1")
@@ -235,11 +328,15 @@ def grouped_adam(
     L2: float = 0.01,
     L2_is_weight_decay: bool = True,
     grad_clip: float = 1.0,
+    grad_clip_scope: str = "tensor",
     use_averages: bool = False,
 ) -> GroupedOptimizer:
-    """Adam(W) whose learning rate and weight decay depend on the parameter's group."""
+    """Adam(W) whose learning rate and weight decay depend on the parameter's group.
+    ``grad_clip_scope``: "tensor" (Thinc: each tensor's norm clipped to ``grad_clip``) or
+    "global" (the norm of all gradients of the step, as torch's ``clip_grad_norm_``)."""
     return GroupedOptimizer(
         groups,
+        grad_clip_scope=grad_clip_scope,
         beta1=beta1,
         beta2=beta2,
         eps=eps,
@@ -255,12 +352,13 @@ def make_bind_param_groups() -> Callable[[Language], Language]:
     """``[initialize.after_init]`` callback: bind a GroupedAdam to the initialized pipeline."""
 
     def bind_param_groups(nlp: Language) -> Language:
-        paths = parameter_paths(nlp)
+        paths, grads = parameter_paths(nlp), gradient_sources(nlp)
         _LAST_INITIALIZED_PATHS.clear()
         _LAST_INITIALIZED_PATHS.update(paths)
+        _LAST_INITIALIZED_NLP[0] = weakref.ref(nlp)
         optimizer = getattr(nlp, "_optimizer", None)
         if isinstance(optimizer, GroupedOptimizer):
-            optimizer.bind_paths(paths)  # fail here, at start, on a bad pattern
+            optimizer.bind_paths(paths, grads=grads)  # fail here, at start, on a bad pattern
         return nlp
 
     return bind_param_groups
