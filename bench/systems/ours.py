@@ -42,14 +42,19 @@ def describe_optimizer(config_path) -> str:
     opt = load_config(config_path, interpolate=False)["training"]["optimizer"]
 
     def rate(value):
-        return value.get("initial_rate", value) if isinstance(value, dict) else value
+        if not isinstance(value, dict):
+            return f"{value}"
+        start = value.get("start_rate", 0.0)
+        return f"{start}->{value.get('initial_rate')}"
 
     groups = opt.get("groups") or {}
     rates = (", ".join(f"{g} {rate(v.get('learn_rate'))}" for g, v in groups.items())
              if groups else f"one rate {rate(opt.get('learn_rate'))}")
+    scope = opt.get("grad_clip_scope", "tensor")
+    clip = "global norm" if scope == "global" else "per parameter tensor"
     return (f"{opt.get('@optimizers')} (L2 {opt.get('L2')}, as weight decay: "
-            f"{opt.get('L2_is_weight_decay')}): {rates}; warmup_linear, 10% warmup; "
-            f"grad_clip {opt.get('grad_clip')} per parameter tensor")
+            f"{opt.get('L2_is_weight_decay')}): {rates} over a 10% warmup, then linear decay "
+            f"to 0; grad_clip {opt.get('grad_clip')} {clip}")
 
 
 def time_parts(nlp, texts, batch_size: int) -> dict:
