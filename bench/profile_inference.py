@@ -61,7 +61,10 @@ def main() -> None:
                 parts["set_annotations"] += t3 - t2
             else:
                 t0 = time.perf_counter()
-                docs = list(proc.pipe(docs, batch_size=args.batch_size))
+                if hasattr(proc, "pipe"):
+                    docs = list(proc.pipe(docs, batch_size=args.batch_size))
+                else:  # plain callables such as doc_cleaner
+                    docs = [proc(doc) for doc in docs]
                 key = name if name == "transformer" else "other_components"
                 parts[key] = parts.get(key, 0.0) + time.perf_counter() - t0
     total = sum(parts.values())

@@ -79,7 +79,10 @@ def time_parts(nlp, texts, batch_size: int) -> dict:
                 parts["crf_decode"] += t2 - t1
                 parts["set_annotations"] += time.perf_counter() - t2
             else:
-                docs = list(proc.pipe(docs, batch_size=batch_size))
+                if hasattr(proc, "pipe"):
+                    docs = list(proc.pipe(docs, batch_size=batch_size))
+                else:  # plain callables such as doc_cleaner
+                    docs = [proc(doc) for doc in docs]
                 key = "transformer" if name == "transformer" else "other"
                 parts[key] += time.perf_counter() - t0
     total = sum(parts.values())
