@@ -27,11 +27,15 @@ M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 MAX_THRESHOLD = 32 * 1024 * 1024  # glibc refuses larger values (HEAP_MAX_SIZE / 2 on 64 bits)
 
 
+def _check_threshold(threshold: int) -> None:
+    if not 0 < int(threshold) <= MAX_THRESHOLD:
+        raise ValueError(f"threshold must be in 1..{MAX_THRESHOLD} bytes, got {threshold}")
+
+
 def set_mmap_threshold(threshold: int) -> bool:
     """Serve every block of at least ``threshold`` bytes with mmap, for good. Returns whether
     glibc took the setting (False off Linux/glibc)."""
-    if not 0 < int(threshold) <= MAX_THRESHOLD:
-        raise ValueError(f"threshold must be in 1..{MAX_THRESHOLD} bytes, got {threshold}")
+    _check_threshold(threshold)
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -49,8 +53,7 @@ def make_malloc_mmap_threshold(threshold: int = 131072) -> Callable[[Language], 
     """``[nlp.after_pipeline_creation]`` callback: fix glibc's mmap threshold at ``threshold``
     bytes (default 128 kB, glibc's own starting value) so that freed tensors go back to the
     system instead of fragmenting the heap."""
-    if not 0 < int(threshold) <= MAX_THRESHOLD:
-        raise ValueError(f"threshold must be in 1..{MAX_THRESHOLD} bytes, got {threshold}")
+    _check_threshold(threshold)
 
     def malloc_mmap_threshold(nlp: Language) -> Language:
         if set_mmap_threshold(threshold):

@@ -30,7 +30,8 @@ Config::
 A group may set ``weight_decay`` (else the optimizer's ``L2``) and ``frozen = true`` (its
 parameters never move). ``grad_clip_scope = "global"`` clips the norm of all gradients of a
 step together, as ``torch.nn.utils.clip_grad_norm_`` (and EDS-NLP's trainer) do; the default
-``"tensor"`` is Thinc's behaviour, which clips each parameter tensor on its own. Paths are matched once, after ``nlp.initialize``; a pattern that
+``"tensor"`` is Thinc's behaviour, which clips each parameter tensor on its own.
+Paths are matched once, after ``nlp.initialize``; a pattern that
 matches nothing, or a parameter that matches no group, is an error at that point.
 """
 import math
@@ -58,32 +59,6 @@ _LAST_INITIALIZED_NLP: List[Callable[[], Optional[Language]]] = [lambda: None]
 CLIP_SCOPES = ("tensor", "global")
 
 
-def parameter_paths(nlp: Language) -> "OrderedDict[KeyT, Tuple[str, int]]":
-    """Optimizer key -> (readable path, number of weights) for every parameter of ``nlp``.
-
-    Thinc parameters are keyed ``(node.id, name)``; torch parameters inside a shim are keyed
-    ``(shim.id, name)``, as ``Model.finish_update`` and ``PyTorchShim.finish_update`` do.
-    A layer shared by several components is listed under the first one.
-    """
-    paths: "OrderedDict[KeyT, Tuple[str, int]]" = OrderedDict()
-    for comp_name, proc in nlp.components:
-        model = getattr(proc, "model", None)
-        if not isinstance(model, Model):
-            continue
-        for node in model.walk():
-            for name in node.param_names:
-                if node.has_param(name):
-                    size = int(node.get_param(name).size)
-                    paths.setdefault((node.id, name), (f"{comp_name}/{node.name}/{name}", size))
-            for shim in node.shims:
-                module = getattr(shim, "_model", None)
-                if hasattr(module, "named_parameters"):
-                    for name, param in module.named_parameters():
-                        entry = (f"{comp_name}/{node.name}/{name}", int(param.numel()))
-                        paths.setdefault((shim.id, name), entry)
-    return paths
-
-
 def _thinc_grad(node, name: str):
     return node.get_grad(name) if node.has_grad(name) else None
 
@@ -92,23 +67,44 @@ def _torch_grad(param):
     return param.grad
 
 
-def gradient_sources(nlp: Language) -> Dict[KeyT, Callable[[], Any]]:
-    """Optimizer key -> zero-argument function giving the parameter's gradient right now
-    (a Thinc array, a torch tensor, or None), for every parameter of ``nlp``."""
-    sources: Dict[KeyT, Callable[[], Any]] = {}
-    for _, proc in nlp.components:
+def _walk_parameters(nlp: Language) -> Iterable[Tuple[KeyT, str, int, Callable[[], Any]]]:
+    """(optimizer key, readable path, number of weights, gradient getter) for every parameter
+    of ``nlp``, each once.
+
+    Thinc parameters are keyed ``(node.id, name)``; torch parameters inside a shim are keyed
+    ``(shim.id, name)``, as ``Model.finish_update`` and ``PyTorchShim.finish_update`` do.
+    A layer shared by several components is listed under the first one.
+    """
+    seen = set()
+    for comp_name, proc in nlp.components:
         model = getattr(proc, "model", None)
         if not isinstance(model, Model):
             continue
         for node in model.walk():
-            for name in node.param_names:
-                sources.setdefault((node.id, name), partial(_thinc_grad, node, name))
+            found = [((node.id, name), name, int(node.get_param(name).size),
+                      partial(_thinc_grad, node, name))
+                     for name in node.param_names if node.has_param(name)]
             for shim in node.shims:
                 module = getattr(shim, "_model", None)
                 if hasattr(module, "named_parameters"):
-                    for name, param in module.named_parameters():
-                        sources.setdefault((shim.id, name), partial(_torch_grad, param))
-    return sources
+                    found += [((shim.id, name), name, int(param.numel()),
+                               partial(_torch_grad, param))
+                              for name, param in module.named_parameters()]
+            for key, name, size, grad in found:
+                if key not in seen:
+                    seen.add(key)
+                    yield key, f"{comp_name}/{node.name}/{name}", size, grad
+
+
+def parameter_paths(nlp: Language) -> "OrderedDict[KeyT, Tuple[str, int]]":
+    """Optimizer key -> (readable path, number of weights) for every parameter of ``nlp``."""
+    return OrderedDict((key, (path, size)) for key, path, size, _ in _walk_parameters(nlp))
+
+
+def gradient_sources(nlp: Language) -> Dict[KeyT, Callable[[], Any]]:
+    """Optimizer key -> zero-argument function giving the parameter's gradient right now
+    (a Thinc array, a torch tensor, or None), for every parameter of ``nlp``."""
+    return {key: grad for key, _, _, grad in _walk_parameters(nlp)}
 
 
 def _squared_norm(grad) -> float:
