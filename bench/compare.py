@@ -272,11 +272,25 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+SECTIONS = {
+    "full": "Full budget",
+    "quick": "Quick run (smoke test, not a comparison)",
+    "full-gpu": "Full budget on a GPU",
+    "quick-gpu": "Quick run on a GPU (smoke test, not a comparison)",
+}
+
+
+def section_of(results: Dict) -> str:
+    """`full` or `quick`, plus `-gpu` for a run on a GPU: each has its own part of
+    BENCHMARKS.md, so a GPU run never overwrites the CPU tables (or the other way round)."""
+    return results["mode"] + ("-gpu" if results.get("gpu_id", -1) >= 0 else "")
+
+
 def render_section(results: Dict) -> str:
     mode, budget, machine = results["mode"], results["budget"], results["machine"]
     systems = results["systems"]
     order = [n for n in ("ours", "edsnlp", "spacy_ner") if n in systems]
-    title = {"full": "Full budget", "quick": "Quick run (smoke test, not a comparison)"}[mode]
+    title = SECTIONS[section_of(results)]
     device = machine.get("gpu_name") or "CPU only"
     lines = [
         f"## {title}", "",
@@ -349,9 +363,11 @@ def render_section(results: Dict) -> str:
 
 
 def update_benchmarks_md(results: Dict) -> None:
-    mode = results["mode"]
+    mode = section_of(results)
     text = BENCHMARKS_MD.read_text(encoding="utf8") if BENCHMARKS_MD.exists() else MD_HEADER
-    for m in ("full", "quick"):
+    for m in SECTIONS:
+        if m.endswith("-gpu") and m != mode:
+            continue  # a GPU section appears once a GPU run fills it
         if _marker(m) not in text:
             text = (text.rstrip("\n") + f"\n\n{_marker(m)}\n_No {m} run yet._\n"
                     f"{_marker(m, end=True)}\n")
@@ -409,7 +425,8 @@ def main() -> int:
         log(f"warning: load average {machine['load_avg_at_start'][0]:.1f} before the run: "
             "other processes compete for the CPU, timings and their ratios will suffer")
     date = datetime.date.today().isoformat()
-    tag = date + ("-quick" if mode == "quick" else "") + ("-custom" if custom else "")
+    tag = date + ("-quick" if mode == "quick" else "") + ("-gpu" if args.gpu_id >= 0 else "") + (
+        "-custom" if custom else "")
     work = BENCH / "work" / tag
     shutil.rmtree(work, ignore_errors=True)
     (work / "logs").mkdir(parents=True)
@@ -449,7 +466,8 @@ def main() -> int:
         "".join(f" --{k.replace('_', '-')} {budget[k]}" for k in ("steps", "batch_words", "repeats")
                 if budget[k] != BUDGETS[mode][k]))
     results = {
-        "date": date, "mode": mode if not custom else f"{mode}-custom", "command": command,
+        "date": date, "mode": mode if not custom else f"{mode}-custom", "gpu_id": args.gpu_id,
+        "command": command,
         "wall_s": round(time.perf_counter() - started, 1), "machine": machine,
         "budget": budget, "data": str(args.data), "test": test, "prep": prep,
         "systems": systems, **ratios_and_targets(systems),
@@ -462,7 +480,7 @@ def main() -> int:
         log("custom budget: BENCHMARKS.md left unchanged")
     else:
         update_benchmarks_md(results)
-        log(f"updated the {mode} section of {BENCHMARKS_MD.relative_to(REPO)}")
+        log(f"updated the {section_of(results)} section of {BENCHMARKS_MD.relative_to(REPO)}")
     log(f"done in {results['wall_s'] / 60:.1f} min")
     return 1 if any("error" in r for r in systems.values()) else 0
 

@@ -248,6 +248,32 @@ def test_missing_paths_fail_cleanly(model, tmp_path, monkeypatch, args, message)
     assert "Traceback" not in result.output
 
 
+def test_gpu_with_several_processes_is_refused_before_anything_runs(model, tmp_path):
+    data = tmp_path / "data"
+    write_brat(data, make_corpus(2, seed=1))
+    for args in (["evaluate", model, data], ["predict", model, data, tmp_path / "o"]):
+        result = invoke(*args, "--gpu-id", "0", "--n-process", "2", "--no-progress")
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+        assert "cannot be combined with --gpu-id 0" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cpu_option_switches_a_gpu_process_back_to_the_cpu(model, tmp_path, monkeypatch):
+    """``--gpu-id -1`` means the CPU even when the calling process selected a GPU."""
+    import spacy
+    from thinc.api import NumpyOps, get_current_ops
+
+    calls = []
+    monkeypatch.setattr(spacy, "require_cpu", lambda: calls.append("cpu") or True)
+    data = tmp_path / "data"
+    write_brat(data, make_corpus(2, seed=1))
+    assert invoke("evaluate", model, data, "--no-progress").exit_code == 0
+    assert calls == ["cpu"]
+    monkeypatch.undo()
+    assert invoke("evaluate", model, data, "--no-progress").exit_code == 0
+    assert isinstance(get_current_ops(), NumpyOps)
+
+
 def test_unavailable_gpu_fails_cleanly(model, tmp_path):
     try:
         import cupy  # noqa: F401

@@ -10,6 +10,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 from thinc.api import Config
+from thinc.util import to_numpy
 
 from spacy_crf_ner.training.optimizer import GroupedOptimizer, grouped_adam, parameter_paths
 from synthetic import make_examples
@@ -24,10 +25,10 @@ def snapshot(nlp):
         for node in proc.model.walk():
             for name in node.param_names:
                 if node.has_param(name):
-                    values[f"{comp_name}/{node.name}/{name}"] = numpy.array(node.get_param(name))
+                    values[f"{comp_name}/{node.name}/{name}"] = to_numpy(node.get_param(name)).copy()
             for shim in node.shims:
                 for name, param in shim._model.named_parameters():
-                    values[f"{comp_name}/{node.name}/{name}"] = param.detach().numpy().copy()
+                    values[f"{comp_name}/{node.name}/{name}"] = param.detach().cpu().numpy().copy()
     return values
 
 
@@ -94,14 +95,14 @@ def _by_key(nlp):
                 if node.has_param(name):
                     grad = node.get_grad(name) if node.has_grad(name) else None
                     out[(node.id, name)] = (
-                        numpy.array(node.get_param(name), dtype="float64"),
-                        None if grad is None else numpy.array(grad, dtype="float64"))
+                        to_numpy(node.get_param(name)).astype("float64"),
+                        None if grad is None else to_numpy(grad).astype("float64"))
             for shim in node.shims:
                 for name, param in shim._model.named_parameters():
                     grad = param.grad
                     out[(shim.id, name)] = (
-                        param.detach().numpy().astype("float64"),
-                        None if grad is None else grad.detach().numpy().astype("float64"))
+                        param.detach().cpu().numpy().astype("float64"),
+                        None if grad is None else grad.detach().cpu().numpy().astype("float64"))
     return out
 
 

@@ -271,6 +271,8 @@ def test_nested_output_is_scored(trained_depths):
 def test_depth_one_decodes_exactly_as_a_single_chain_crf(trained_depths):
     """At depth 1 the nesting machinery is a no-op: plain Viterbi over every label's chain,
     the same spans and the same confidences."""
+    from thinc.api import xp2torch
+
     from spacy_crf_ner.models.padding import lengths_to_mask
 
     nlp, examples = trained_depths[1]
@@ -278,12 +280,13 @@ def test_depth_one_decodes_exactly_as_a_single_chain_crf(trained_depths):
     docs = [nlp.make_doc(eg.reference.text) for eg in examples[:16]]
     em_xp, lengths = ner.model.predict(docs)
     got = ner._decode(em_xp, lengths)
-    em = torch.as_tensor(em_xp)
-    mask = lengths_to_mask(torch.as_tensor(lengths), em.shape[1])
+    em = xp2torch(em_xp)  # on the GPU under `pytest --gpu-id`
+    mask = lengths_to_mask(torch.as_tensor(lengths, device=em.device), em.shape[1])
     with torch.no_grad():
-        spans = decode_tags(ner.crf.viterbi(em, mask).numpy())
+        spans = decode_tags(ner.crf.viterbi(em, mask).cpu().numpy())
         alphas, betas, log_z = ner.crf.forward_backward(em, mask)
-        conf = ner.crf.span_log_probs(em, alphas, betas, log_z, torch.as_tensor(spans)).exp().numpy()
+        idx = torch.as_tensor(spans, device=em.device)
+        conf = ner.crf.span_log_probs(em, alphas, betas, log_z, idx).exp().cpu().numpy()
     want = sorted((tuple(int(x) for x in span), min(float(c), 1.0)) for span, c in zip(spans, conf))
     have = sorted((tuple(int(x) for x in span), float(c))
                   for (doc_spans, doc_conf) in got for span, c in zip(doc_spans, doc_conf))

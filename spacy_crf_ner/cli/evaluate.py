@@ -40,11 +40,13 @@ def check_output_file(path: Path, what: str) -> None:
 
 
 def use_gpu(gpu_id: int) -> None:
-    """``gpu_id >= 0``: run on that GPU (``spacy.require_gpu``) or fail with a clear message."""
-    if gpu_id < 0:
-        return
+    """``gpu_id >= 0``: run on that GPU (``spacy.require_gpu``) or fail with a clear message;
+    ``-1``: the CPU, even when the calling process had selected a GPU before."""
     import spacy
 
+    if gpu_id < 0:
+        spacy.require_cpu()
+        return
     try:
         spacy.require_gpu(gpu_id)
     except Exception as err:  # no cupy, no CUDA device, bad id...
@@ -68,11 +70,17 @@ def load_model(model: str):
         fail(f"cannot load model {model}: {type(err).__name__}: {err}")
 
 
-def check_batching(batch_size: int, n_process: int) -> None:
+def check_batching(batch_size: int, n_process: int, gpu_id: int = -1) -> None:
     if batch_size < 1:
         fail(f"--batch-size must be >= 1, got {batch_size}")
     if n_process == 0 or n_process < -1:
         fail(f"--n-process must be >= 1 (or -1 for all cores), got {n_process}")
+    if gpu_id >= 0 and n_process != 1:
+        # Worker processes are forked, and CUDA cannot be used again in a forked child: every
+        # worker would fail with "initialization error" (spaCy only warns, W114).
+        fail(f"--n-process {n_process} cannot be combined with --gpu-id {gpu_id}: CUDA does "
+             "not work in forked worker processes. Use --n-process 1 on the GPU, or several "
+             "processes on the CPU (--gpu-id -1).")
 
 
 def allow_length(nlp, texts: List[str]) -> Optional[int]:
@@ -156,7 +164,7 @@ def evaluate(
         fail(f"data path {data} does not exist")
     if data.is_file() and data.suffix.lower() in (".txt", ".ann"):
         fail(f"data path {data} is a single standoff file; give its folder (BRAT) or a .spacy")
-    check_batching(batch_size, n_process)
+    check_batching(batch_size, n_process, gpu_id)
     if output is not None:
         check_output_file(output, "output")
     use_gpu(gpu_id)

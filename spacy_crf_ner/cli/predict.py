@@ -209,7 +209,7 @@ def predict(
             re.compile(split_regex)
         except re.error as err:
             fail(f"--split-regex {split_regex!r} is not a valid regular expression: {err}")
-    check_batching(batch_size, n_process)
+    check_batching(batch_size, n_process, gpu_id)
     if fmt == "auto":
         fmt = _detect_format(input_path)
     if fmt == "jsonl" and not input_path.is_file():
