@@ -31,9 +31,13 @@ def path_score(crf, em, path, label):
     return score + end[label, path[-1]]
 
 
-def random_crf(n_labels, seed):
+# Both ways of running the recursions over time, whatever the device.
+MODES = ["sequential", "blocked"]
+
+
+def random_crf(n_labels, seed, mode="auto"):
     gen = torch.Generator().manual_seed(seed)
-    crf = MultiLabelBIOULCRF(n_labels)
+    crf = MultiLabelBIOULCRF(n_labels, scan_mode=mode)
     with torch.no_grad():
         crf.transitions.copy_(torch.randn(crf.transitions.shape, generator=gen))
         crf.start_scores.copy_(torch.randn(crf.start_scores.shape, generator=gen))
@@ -41,12 +45,12 @@ def random_crf(n_labels, seed):
     return crf, gen
 
 
-CASES = [(n_labels, seed) for n_labels in (1, 3) for seed in range(4)]
+CASES = [(n_labels, seed, mode) for n_labels in (1, 3) for seed in range(4) for mode in MODES]
 
 
-@pytest.mark.parametrize("n_labels,seed", CASES)
-def test_partition_marginals_viterbi_match_enumeration(n_labels, seed):
-    crf, gen = random_crf(n_labels, seed)
+@pytest.mark.parametrize("n_labels,seed,mode", CASES)
+def test_partition_marginals_viterbi_match_enumeration(n_labels, seed, mode):
+    crf, gen = random_crf(n_labels, seed, mode)
     lengths = [1, 2, 4, 6][: 2 + seed % 3]
     n_time = max(lengths)
     em = torch.randn(len(lengths), n_time, n_labels, NUM_TAGS, generator=gen) * 2
@@ -78,8 +82,9 @@ def test_partition_marginals_viterbi_match_enumeration(n_labels, seed):
             assert torch.allclose(nll, torch.logsumexp(scores, 0) - path_score(crf, em[b], gold, lab))
 
 
-def test_padding_does_not_change_results():
-    crf, gen = random_crf(2, 7)
+@pytest.mark.parametrize("mode", MODES)
+def test_padding_does_not_change_results(mode):
+    crf, gen = random_crf(2, 7, mode)
     em = torch.randn(1, 4, 2, NUM_TAGS, generator=gen)
     mask = torch.ones(1, 4, dtype=torch.bool)
     padded = torch.cat([em, torch.randn(1, 3, 2, NUM_TAGS, generator=gen) * 50], dim=1)
@@ -89,8 +94,9 @@ def test_padding_does_not_change_results():
     assert torch.allclose(crf.log_marginals(em, mask), crf.log_marginals(padded, pmask)[:, :4])
 
 
-def test_forbidden_paths_never_decoded_even_with_huge_emissions():
-    crf = MultiLabelBIOULCRF(1)
+@pytest.mark.parametrize("mode", MODES)
+def test_forbidden_paths_never_decoded_even_with_huge_emissions(mode):
+    crf = MultiLabelBIOULCRF(1, scan_mode=mode)
     em = torch.zeros(1, 3, 1, NUM_TAGS)
     em[0, 0, 0, I] = 1e6  # start on I is forbidden
     em[0, 1, 0, B] = 1e6  # ending on B (next is O) is forbidden
@@ -98,8 +104,9 @@ def test_forbidden_paths_never_decoded_even_with_huge_emissions():
     assert valid_bioul(tags)
 
 
-def test_span_log_probs_match_enumeration():
-    crf, gen = random_crf(2, 3)
+@pytest.mark.parametrize("mode", MODES)
+def test_span_log_probs_match_enumeration(mode):
+    crf, gen = random_crf(2, 3, mode)
     n = 5
     em = torch.randn(1, n, 2, NUM_TAGS, generator=gen)
     mask = torch.ones(1, n, dtype=torch.bool)
@@ -115,8 +122,9 @@ def test_span_log_probs_match_enumeration():
         assert torch.allclose(p, expected, atol=1e-8), (lab, s, e)
 
 
-def test_gradcheck_nll_and_marginals():
-    crf, gen = random_crf(2, 11)
+@pytest.mark.parametrize("mode", MODES)
+def test_gradcheck_nll_and_marginals(mode):
+    crf, gen = random_crf(2, 11, mode)
     em = torch.randn(2, 4, 2, NUM_TAGS, generator=gen, requires_grad=True)
     mask = torch.tensor([[True] * 4, [True, True, False, False]])
     tags = torch.tensor([[[B, O], [L, U], [O, B], [U, L]], [[U, O], [O, O], [O, O], [O, O]]])
@@ -137,3 +145,28 @@ def _nll_with_transitions(crf, transitions, em, tags, mask):
     finally:
         del crf.transitions
         crf.transitions = saved
+
+
+def test_blocked_scan_equals_sequential_on_long_ragged_batches():
+    """Blocks of ~sqrt(T) steps, some only padding, give the step-by-step results."""
+    crf, gen = random_crf(3, 5, "sequential")
+    blocked = MultiLabelBIOULCRF(3, scan_mode="blocked")
+    blocked.load_state_dict(crf.state_dict())
+    lengths = torch.tensor([57, 1, 30, 2, 44])
+    n_time = int(lengths.max())
+    em = torch.randn(len(lengths), n_time, 3, NUM_TAGS, generator=gen) * 3
+    mask = torch.arange(n_time)[None, :] < lengths[:, None]
+    for a, b in zip(crf.forward_backward(em, mask), blocked.forward_backward(em, mask)):
+        assert torch.allclose(a[torch.isfinite(a)], b[torch.isfinite(a)], atol=1e-9)
+    assert torch.equal(crf.viterbi(em, mask), blocked.viterbi(em, mask))
+    tags = blocked.viterbi(em, mask)
+    em = em.requires_grad_()
+    loss = blocked.nll(em, tags, mask).sum() + blocked.log_marginals(em, mask)[mask].exp().sum()
+    loss.backward()
+    assert torch.isfinite(em.grad).all() and torch.isfinite(blocked.transitions.grad).all()
+    assert em.grad[~mask].abs().max() == 0
+
+
+def test_unknown_scan_mode_is_refused():
+    with pytest.raises(ValueError, match="scan_mode"):
+        MultiLabelBIOULCRF(2, scan_mode="parallel")

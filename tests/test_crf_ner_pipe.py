@@ -128,8 +128,13 @@ def test_save_and_load_predict_identically(trained, tmp_path):
     assert [span_set(d) for d in docs] == [b[0] for b in before]
 
 
-def test_n_process_2_gives_the_same_entities(trained):
+def test_n_process_2_gives_the_same_entities(trained, tmp_path):
+    """Worker processes are forked, and CUDA does not survive a fork (spaCy's W114): this runs
+    on the CPU, from a reloaded copy when the suite runs on a GPU (``pytest --gpu-id``)."""
     nlp, examples = trained
+    nlp.to_disk(tmp_path / "model")
+    spacy.require_cpu()
+    nlp = spacy.load(tmp_path / "model")
     texts = [eg.reference.text for eg in examples[:16]]
     single = [span_set(d) for d in nlp.pipe(texts)]
     multi = [span_set(d) for d in nlp.pipe(texts, n_process=2, batch_size=4)]

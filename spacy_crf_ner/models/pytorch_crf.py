@@ -3,12 +3,16 @@
 Each label gets its own 5-tag chain (O, I, B, L, U), so entities of different labels may
 overlap. Hard BIOUL constraints (forbidden transitions, start and end states) are applied on
 top of learnable transition scores. Everything is in log space and vectorised over
-documents x labels; the only Python loop is the recursion over time.
+documents x labels. The recursions over time (forward, backward, Viterbi and its backtrace)
+are scans of 5 x 5 matrices in a semiring: step by step on the CPU, where a step costs
+microseconds, and in blocks of about sqrt(T) steps on a GPU, where every step is a kernel
+launch (about 3 sqrt(T) sequential steps instead of T).
 
 Shapes used throughout:
     B: documents in the batch, T: tokens (padded), L: labels, K = 5 tags.
     emissions: [B, T, L, K] float,  mask: [B, T] bool (right padded),  tags: [B, T, L] long.
 """
+import math
 from typing import Tuple
 
 import torch
@@ -58,10 +62,14 @@ def bioul_constraints() -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 class MultiLabelBIOULCRF(nn.Module):
     """One BIOUL linear-chain CRF per label, batched over documents and labels."""
 
-    def __init__(self, num_labels: int, learnable_transitions: bool = True):
+    def __init__(self, num_labels: int, learnable_transitions: bool = True, scan_mode: str = "auto"):
         super().__init__()
+        if scan_mode not in SCAN_MODES:
+            raise ValueError(f"scan_mode must be one of {SCAN_MODES}, got {scan_mode!r}")
         self.num_labels = num_labels
         self.learnable_transitions = learnable_transitions
+        # How the recursions over time run (see `scan`): "auto" picks by device.
+        self.scan_mode = scan_mode
         allowed, allowed_start, allowed_end = bioul_constraints()
         self.register_buffer("allowed", allowed, persistent=False)
         self.register_buffer("allowed_start", allowed_start, persistent=False)
@@ -90,9 +98,10 @@ class MultiLabelBIOULCRF(nn.Module):
     # ------------------------------------------------------------------ scoring
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """log Z for each chain: [B, L]."""
-        alphas = self._forward_alphas(emissions, mask)
-        _, _, end = self.constrained_scores()
-        return torch.logsumexp(alphas[:, -1] + end, dim=-1)
+        trans, start, end = self.constrained_scores()
+        steps = step_matrices(trans, emissions, mask)  # [T-1, B, L, K, K]
+        last = scan(start + emissions[:, 0], steps, _logsumexp, self.scan_mode, keep_all=False)
+        return torch.logsumexp(last + end, dim=-1)
 
     def path_score(
         self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
@@ -120,42 +129,26 @@ class MultiLabelBIOULCRF(nn.Module):
         return (self.log_partition(emissions, mask) - self.path_score(emissions, tags, mask)) * nonempty
 
     # --------------------------------------------------------- forward-backward
-    def _forward_alphas(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """alpha[b, t, l, k] = log-sum of all paths ending in tag k at t (emission included)."""
-        trans, start, _ = self.constrained_scores()
-        alpha = start + emissions[:, 0]  # [B, L, K]
-        alphas = [alpha]
-        for t in range(1, emissions.shape[1]):
-            # [B, L, K_from, 1] + [L, K_from, K_to] -> logsumexp over K_from
-            nxt = torch.logsumexp(alpha.unsqueeze(-1) + trans, dim=-2) + emissions[:, t]
-            alpha = torch.where(mask[:, t, None, None], nxt, alpha)
-            alphas.append(alpha)
-        return torch.stack(alphas, dim=1)  # [B, T, L, K]
-
-    def _backward_betas(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """beta[b, t, l, k] = log-sum of all path continuations after tag k at t."""
-        trans, _, end = self.constrained_scores()
-        n_batch, n_time, n_labels, _ = emissions.shape
-        beta = end.expand(n_batch, n_labels, NUM_TAGS)  # [B, L, K]
-        betas = [beta]
-        for t in range(n_time - 2, -1, -1):
-            # [L, K_from, K_to] + [B, L, 1, K_to] -> logsumexp over K_to
-            nxt = torch.logsumexp(trans + (emissions[:, t + 1] + beta).unsqueeze(-2), dim=-1)
-            # Past the end of a document, t is (at or after) its last token: beta = end.
-            beta = torch.where(mask[:, t + 1, None, None], nxt, end.expand_as(nxt))
-            betas.append(beta)
-        betas.reverse()
-        return torch.stack(betas, dim=1)  # [B, T, L, K]
-
     def forward_backward(
         self, emissions: torch.Tensor, mask: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """alphas [B, T, L, K], betas [B, T, L, K] and log Z [B, L]."""
-        alphas = self._forward_alphas(emissions, mask)
-        betas = self._backward_betas(emissions, mask)
-        _, _, end = self.constrained_scores()
-        log_z = torch.logsumexp(alphas[:, -1] + end, dim=-1)
-        return alphas, betas, log_z
+        """alphas [B, T, L, K], betas [B, T, L, K] and log Z [B, L].
+
+        alpha[b, t, l, k]: log-sum of all paths ending in tag k at t (emission included);
+        beta[b, t, l, k]: log-sum of all continuations after tag k at t (``end`` from a
+        document's last token on).
+        """
+        trans, start, end = self.constrained_scores()
+        n_batch, _, n_labels, _ = emissions.shape
+        steps = step_matrices(trans, emissions, mask)  # [T-1, B, L, K, K]
+        alphas = scan(start + emissions[:, 0], steps, _logsumexp, self.scan_mode)
+        # Backwards: beta_t = steps_t (x) beta_t+1, i.e. a forward scan over the reversed,
+        # transposed steps.
+        rev = steps.flip(0).transpose(-1, -2)
+        betas = scan(end.expand(n_batch, n_labels, NUM_TAGS), rev, _logsumexp,
+                     self.scan_mode).flip(0)
+        log_z = torch.logsumexp(alphas[-1] + end, dim=-1)
+        return alphas.transpose(0, 1), betas.transpose(0, 1), log_z
 
     def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """log P(tag at t = k) for each chain: [B, T, L, K] (meaningless where mask is False)."""
@@ -173,24 +166,14 @@ class MultiLabelBIOULCRF(nn.Module):
         long as O stays allowed.
         """
         trans, start, end = self.constrained_scores(forbidden=float("-inf"), chains=chains)
-        n_batch, n_time, n_labels, _ = emissions.shape
-        score = start + emissions[:, 0]  # [B, L, K]
-        identity = torch.arange(NUM_TAGS, device=emissions.device).expand(n_batch, n_labels, -1)
-        backpointers = []
-        for t in range(1, n_time):
-            # [B, L, K_from, K_to]: best predecessor for each tag.
-            best, prev = (score.unsqueeze(-1) + trans).max(dim=-2)
-            step_mask = mask[:, t, None, None]
-            score = torch.where(step_mask, best + emissions[:, t], score)
-            # On padding, point each tag to itself so the backtrace passes through.
-            backpointers.append(torch.where(step_mask, prev, identity))
-        tag = (score + end).argmax(-1)  # [B, L]
-        path = [tag]
-        for prev in reversed(backpointers):
-            tag = prev.gather(-1, tag.unsqueeze(-1)).squeeze(-1)
-            path.append(tag)
-        path.reverse()
-        tags = torch.stack(path, dim=1)  # [B, T, L]
+        steps = step_matrices(trans, emissions, mask)  # [T-1, B, L, K, K]
+        # delta[t, b, l, k]: score of the best path ending in tag k at t.
+        deltas = scan(start + emissions[:, 0], steps, _max, self.scan_mode)  # [T, B, L, K]
+        # Best predecessor of each tag, all steps at once; on padding each tag points to
+        # itself (the identity step), so the backtrace passes through.
+        back = (deltas[:-1, ..., None] + steps).max(dim=-2).indices  # [T-1, B, L, K]
+        last = (deltas[-1] + end).argmax(dim=-1)  # [B, L]
+        tags = backtrack(last, back, self.scan_mode).transpose(0, 1)  # [B, T, L]
         return tags.masked_fill(~mask[:, :, None], O)
 
     def span_log_probs(
@@ -230,3 +213,148 @@ class MultiLabelBIOULCRF(nn.Module):
             + betas[doc, end, lab, L]
         )
         return torch.where(length == 0, single, multi) - log_z[doc, lab]
+
+
+# ------------------------------------------------------------------------------- scans
+# A step of the recursion over time is a product in a semiring: (log-sum-exp, +) for the
+# forward and backward algorithms, (max, +) for Viterbi. Writing the step from t-1 to t as a
+# [K, K] matrix (transition + emission of the destination tag) makes the recursion a chain of
+# matrix products, which can be regrouped: that is what the blocked scan does.
+SCAN_MODES = ("auto", "sequential", "blocked")
+
+
+def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.logsumexp(x, dim=dim)
+
+
+def _max(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return x.amax(dim=dim)
+
+
+def identity_step(like: torch.Tensor) -> torch.Tensor:
+    """The identity of both semirings [K, K]: 0 on the diagonal, -inf elsewhere.
+
+    Only padding steps are identities, and a product of identities is the only place a row
+    can be all -inf; its (NaN) gradient lands on the padding, which ``torch.where`` cuts off.
+    """
+    eye = like.new_full((NUM_TAGS, NUM_TAGS), float("-inf"))
+    return eye.fill_diagonal_(0.0)
+
+
+def step_matrices(trans: torch.Tensor, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The step from t-1 to t as a matrix, for t >= 1, time first: [T-1, B, L, K_from, K_to].
+
+    ``trans[l, i, j] + emissions[b, t, l, j]`` on real tokens; the identity on padding, so
+    that the scores of a document stay those of its last token. Time first keeps each step
+    contiguous for the loops below.
+    """
+    em = emissions[:, 1:].transpose(0, 1)  # [T-1, B, L, K]
+    steps = trans + em[..., None, :]
+    keep = mask[:, 1:].transpose(0, 1)[..., None, None, None]  # [T-1, B, 1, 1, 1]
+    return torch.where(keep, steps, identity_step(steps)).contiguous()
+
+
+def _vec_mat(x: torch.Tensor, m: torch.Tensor, reduce) -> torch.Tensor:
+    """x [..., K] (x) m [..., K, K] -> [..., K]."""
+    return reduce(x.unsqueeze(-1) + m, -2)
+
+
+def _mat_mat(a: torch.Tensor, b: torch.Tensor, reduce) -> torch.Tensor:
+    """a [..., K, K] (x) b [..., K, K] -> [..., K, K]."""
+    return reduce(a.unsqueeze(-1) + b.unsqueeze(-3), -2)
+
+
+def _use_blocks(mode: str, x: torch.Tensor) -> bool:
+    return mode == "blocked" or (mode == "auto" and x.device.type != "cpu")
+
+
+def _block_size(n: int) -> int:
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def scan(
+    first: torch.Tensor, steps: torch.Tensor, reduce, mode: str = "auto", keep_all: bool = True
+) -> torch.Tensor:
+    """x_0 = first [B, L, K], x_t = x_t-1 (x) steps[t-1] for steps [N, B, L, K, K].
+
+    Returns every x_t, time first [N+1, B, L, K], or only x_N [B, L, K] (``keep_all`` False).
+
+    Blocked: the N steps are cut into C blocks of S ~ sqrt(N). (1) The product of each block's
+    matrices, all blocks at once (S - 1 matrix products); (2) x at each block's start, block
+    after block (C vector-matrix products); (3) with ``keep_all``, x inside all blocks at once
+    from their starts (S products). The result equals the sequential one up to rounding.
+    Steps are taken with ``unbind`` (one gradient copy in all, not one per step).
+    """
+    n_steps, n_batch, n_labels, k, _ = steps.shape
+    if not _use_blocks(mode, first) or n_steps <= 1:
+        xs = [first]
+        for step in steps.unbind(0):
+            xs.append(_vec_mat(xs[-1], step, reduce))
+        return torch.stack(xs) if keep_all else xs[-1]
+    size = _block_size(n_steps)
+    n_blocks = math.ceil(n_steps / size)
+    pad = n_blocks * size - n_steps
+    if pad:  # identity steps at the end change nothing
+        eye = identity_step(steps).expand(pad, n_batch, n_labels, k, k)
+        steps = torch.cat([steps, eye])
+    # [S, C, B, L, K, K]: step s of every block.
+    blocks = steps.view(n_blocks, size, n_batch, n_labels, k, k).transpose(0, 1).unbind(0)
+    # (1) [C, B, L, K, K]: product of the steps of each block.
+    product = blocks[0]
+    for block_step in blocks[1:]:
+        product = _mat_mat(product, block_step, reduce)
+    # (2) x at the start of each block.
+    x, starts = first, []
+    for block_product in product.unbind(0):
+        starts.append(x)
+        x = _vec_mat(x, block_product, reduce)
+    if not keep_all:
+        return x
+    # (3) x after each step of every block, from the block starts: [C, B, L, K] per step.
+    x, inside = torch.stack(starts), []
+    for block_step in blocks:
+        x = _vec_mat(x, block_step, reduce)
+        inside.append(x)
+    inside = torch.stack(inside, dim=1).reshape(n_blocks * size, n_batch, n_labels, k)
+    return torch.cat([first.unsqueeze(0), inside[:n_steps]])
+
+
+def backtrack(last: torch.Tensor, back: torch.Tensor, mode: str = "auto") -> torch.Tensor:
+    """Tag paths, time first [N+1, B, L], from the last tags [B, L] and back pointers
+    [N, B, L, K].
+
+    ``back[t, b, l, k]`` is the tag at t of the best path through tag k at t + 1. Each back
+    pointer is a map from tags to tags; blocked, the maps of each block are composed first
+    (all blocks at once), then applied block after block, then inside all blocks at once.
+    """
+    n_steps, n_batch, n_labels, k = back.shape
+    if not _use_blocks(mode, back) or n_steps <= 1:
+        tags = [last]
+        for pointers in reversed(back.unbind(0)):
+            tags.append(pointers.gather(-1, tags[-1].unsqueeze(-1)).squeeze(-1))
+        tags.reverse()
+        return torch.stack(tags)
+    size = _block_size(n_steps)
+    n_blocks = math.ceil(n_steps / size)
+    pad = n_blocks * size - n_steps
+    if pad:  # identity maps after the last token
+        ident = torch.arange(k, device=back.device).expand(pad, n_batch, n_labels, k)
+        back = torch.cat([back, ident])
+    blocks = back.view(n_blocks, size, n_batch, n_labels, k).transpose(0, 1).unbind(0)
+    # (1) [C, B, L, K]: tag at a block's start as a function of the tag after its end.
+    composed = blocks[-1]
+    for pointers in reversed(blocks[:-1]):
+        composed = pointers.gather(-1, composed)
+    # (2) the tag after the end of each block, last block first.
+    tag, after = last, []
+    for block_map in reversed(composed.unbind(0)):
+        after.append(tag)
+        tag = block_map.gather(-1, tag.unsqueeze(-1)).squeeze(-1)
+    after.reverse()
+    # (3) every tag inside every block, from the tag after it: [C, B, L] per step.
+    tag, inside = torch.stack(after), [None] * size
+    for s in range(size - 1, -1, -1):
+        tag = blocks[s].gather(-1, tag.unsqueeze(-1)).squeeze(-1)
+        inside[s] = tag
+    inside = torch.stack(inside, dim=1).reshape(n_blocks * size, n_batch, n_labels)
+    return torch.cat([inside[:n_steps], last.unsqueeze(0)])
