@@ -22,8 +22,7 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _current_device(request):
-    """Re-select the GPU around each test: a CLI test run with ``--gpu-id -1`` switches the
+    """Re-select the GPU after each test: a CLI test run with ``--gpu-id -1`` switches the
     process to the CPU, and neither the next test nor a fixture it builds may inherit that."""
-    _select(request.config)
     yield
     _select(request.config)

@@ -268,8 +268,11 @@ def _use_blocks(mode: str, x: torch.Tensor) -> bool:
     return mode == "blocked" or (mode == "auto" and x.device.type != "cpu")
 
 
-def _block_size(n: int) -> int:
-    return max(1, math.ceil(math.sqrt(n)))
+def _blocking(n_steps: int) -> Tuple[int, int, int]:
+    """(steps per block S ~ sqrt(N), blocks C, identity steps padded at the end)."""
+    size = max(1, math.ceil(math.sqrt(n_steps)))
+    n_blocks = math.ceil(n_steps / size)
+    return size, n_blocks, n_blocks * size - n_steps
 
 
 def scan(
@@ -291,9 +294,7 @@ def scan(
         for step in steps.unbind(0):
             xs.append(_vec_mat(xs[-1], step, reduce))
         return torch.stack(xs) if keep_all else xs[-1]
-    size = _block_size(n_steps)
-    n_blocks = math.ceil(n_steps / size)
-    pad = n_blocks * size - n_steps
+    size, n_blocks, pad = _blocking(n_steps)
     if pad:  # identity steps at the end change nothing
         eye = identity_step(steps).expand(pad, n_batch, n_labels, k, k)
         steps = torch.cat([steps, eye])
@@ -334,9 +335,7 @@ def backtrack(last: torch.Tensor, back: torch.Tensor, mode: str = "auto") -> tor
             tags.append(pointers.gather(-1, tags[-1].unsqueeze(-1)).squeeze(-1))
         tags.reverse()
         return torch.stack(tags)
-    size = _block_size(n_steps)
-    n_blocks = math.ceil(n_steps / size)
-    pad = n_blocks * size - n_steps
+    size, n_blocks, pad = _blocking(n_steps)
     if pad:  # identity maps after the last token
         ident = torch.arange(k, device=back.device).expand(pad, n_batch, n_labels, k)
         back = torch.cat([back, ident])
