@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -277,6 +278,7 @@ SECTIONS = {
     "quick": "Quick run (smoke test, not a comparison)",
     "full-gpu": "Full budget on a GPU",
     "quick-gpu": "Quick run on a GPU (smoke test, not a comparison)",
+    "seeds": "Exact F1 across seeds (full budget, CPU)",
 }
 
 
@@ -362,8 +364,8 @@ def render_section(results: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_benchmarks_md(results: Dict) -> None:
-    mode = section_of(results)
+def _write_section(mode: str, body: str) -> None:
+    """Replace the part of BENCHMARKS.md between ``mode``'s markers with ``body``."""
     text = BENCHMARKS_MD.read_text(encoding="utf8") if BENCHMARKS_MD.exists() else MD_HEADER
     for m in SECTIONS:
         if m.endswith("-gpu") and m != mode:
@@ -372,12 +374,105 @@ def update_benchmarks_md(results: Dict) -> None:
             text = (text.rstrip("\n") + f"\n\n{_marker(m)}\n_No {m} run yet._\n"
                     f"{_marker(m, end=True)}\n")
     start, end = text.index(_marker(mode)), text.index(_marker(mode, end=True))
-    text = (text[: start + len(_marker(mode))] + "\n" + render_section(results)
-            + text[end:])
+    text = text[: start + len(_marker(mode))] + "\n" + body + text[end:]
     BENCHMARKS_MD.write_text(text, encoding="utf8")
 
 
+def update_benchmarks_md(results: Dict) -> None:
+    _write_section(section_of(results), render_section(results))
+    if section_of(results) == "full":
+        update_seeds_md()
+
+
+def seed_runs(results_dir: Path = BENCH / "results") -> Dict[int, Dict]:
+    """The latest full-budget CPU results file of each seed (the main run and ``--seed`` runs)."""
+    runs: Dict[int, Dict] = {}
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            res = common.read_json(path)
+        except (OSError, ValueError):
+            continue
+        if res.get("mode") != "full" or res.get("gpu_id", -1) >= 0 or "systems" not in res:
+            continue
+        res["file"] = path.name
+        runs[res["budget"]["seed"]] = res  # sorted by name = by date: the latest wins
+    return runs
+
+
+def render_seeds(runs: Dict[int, Dict]) -> str:
+    """F1 of each system for each seed, and ours minus the others, with the mean."""
+    names = [n for n in ("ours", "edsnlp", "spacy_ner")
+             if any(n in r["systems"] for r in runs.values())]
+
+    def f1(res, name):
+        sys_res = res["systems"].get(name)
+        if not sys_res or "error" in sys_res:
+            return None
+        return 100 * sys_res["scores"]["micro"]["f"]
+
+    others = [n for n in names if n != "ours"]
+    lines = [f"## {SECTIONS['seeds']}", "",
+             "One training run is one draw: the same system, budget and data give F1 a point "
+             "apart from one seed to the next. Each row is a `compare.py` run (the main run "
+             "above, or `--seed N`, which trains the systems it is given again with another "
+             "seed and writes only this table).", "",
+             "| seed | results | " + " | ".join(SYSTEMS[n][1] for n in names) + " | " +
+             " | ".join(f"ours − {SYSTEMS[n][1]}" for n in others) + " |",
+             "|---|---|" + "---|" * (len(names) + len(others))]
+    diffs: Dict[str, List[float]] = {n: [] for n in others}
+    values: Dict[str, List[float]] = {n: [] for n in names}
+    for seed, res in sorted(runs.items()):
+        cells = []
+        for n in names:
+            v = f1(res, n)
+            cells.append("–" if v is None else f"{v:.1f}")
+            if v is not None:
+                values[n].append(v)
+        dcells = []
+        for n in others:
+            a, b = f1(res, "ours"), f1(res, n)
+            if a is None or b is None:
+                dcells.append("–")
+            else:
+                diffs[n].append(a - b)
+                dcells.append(f"{a - b:+.1f}")
+        lines.append(f"| {seed} | `{res['file']}` | " + " | ".join(cells) + " | "
+                     + " | ".join(dcells) + " |")
+
+    def mean(xs):
+        return f"{statistics.mean(xs):.1f}" if xs else "–"
+
+    def mean_diff(xs):
+        return f"{statistics.mean(xs):+.1f}" if xs else "–"
+
+    lines.append("| **mean** | | " + " | ".join(mean(values[n]) for n in names) + " | "
+                 + " | ".join(mean_diff(diffs[n]) for n in others) + " |")
+    for n in others:
+        if len(diffs[n]) >= 2:
+            lines += ["", f"Ours − {SYSTEMS[n][1]}: mean {statistics.mean(diffs[n]):+.2f} points "
+                          f"over {len(diffs[n])} seeds (standard deviation "
+                          f"{statistics.stdev(diffs[n]):.2f}; min {min(diffs[n]):+.1f}, "
+                          f"max {max(diffs[n]):+.1f})."]
+    return "\n".join(lines) + "\n"
+
+
+def update_seeds_md() -> None:
+    runs = seed_runs()
+    if runs:
+        _write_section("seeds", render_seeds(runs))
+
+
 # ----------------------------------------------------------------------------- main
+def git_commit() -> Optional[str]:
+    """The checkout's commit (with ``-dirty`` if it has changes), or None outside git."""
+    try:
+        head = output_of(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]).strip()
+        dirty = output_of(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty.strip() else "")
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -392,6 +487,9 @@ def parse_args():
     parser.add_argument("--steps", type=int, help="override the budget's steps (custom run)")
     parser.add_argument("--batch-words", type=int, help="override the batch size (custom run)")
     parser.add_argument("--repeats", type=int, help="override the timed passes (custom run)")
+    parser.add_argument("--seed", type=int,
+                        help="another seed for the same budget: results go to "
+                             "<date>-seed<N>.json and only the F1-across-seeds table")
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="only rewrite BENCHMARKS.md from a results file")
     return parser.parse_args()
@@ -409,6 +507,9 @@ def main() -> int:
         if getattr(args, key) is not None:
             budget[key] = getattr(args, key)
     custom = budget != BUDGETS[mode]
+    reseeded = args.seed is not None and args.seed != budget["seed"]
+    if reseeded:
+        budget["seed"] = args.seed
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown or not names:
@@ -426,7 +527,7 @@ def main() -> int:
             "other processes compete for the CPU, timings and their ratios will suffer")
     date = datetime.date.today().isoformat()
     tag = date + ("-quick" if mode == "quick" else "") + ("-gpu" if args.gpu_id >= 0 else "") + (
-        "-custom" if custom else "")
+        "-custom" if custom else "") + (f"-seed{args.seed}" if reseeded else "")
     work = BENCH / "work" / tag
     shutil.rmtree(work, ignore_errors=True)
     (work / "logs").mkdir(parents=True)
@@ -463,11 +564,12 @@ def main() -> int:
     command = "python bench/compare.py" + (" --quick" if args.quick else "") + (
         f" --gpu-id {args.gpu_id}" if args.gpu_id >= 0 else "") + (
         f" --systems {args.systems}" if args.systems != "ours,spacy_ner,edsnlp" else "") + (
-        "".join(f" --{k.replace('_', '-')} {budget[k]}" for k in ("steps", "batch_words", "repeats")
+        "".join(f" --{k.replace('_', '-')} {budget[k]}"
+                for k in ("steps", "batch_words", "repeats", "seed")
                 if budget[k] != BUDGETS[mode][k]))
     results = {
         "date": date, "mode": mode if not custom else f"{mode}-custom", "gpu_id": args.gpu_id,
-        "command": command,
+        "command": command, "commit": git_commit(),
         "wall_s": round(time.perf_counter() - started, 1), "machine": machine,
         "budget": budget, "data": str(args.data), "test": test, "prep": prep,
         "systems": systems, **ratios_and_targets(systems),
@@ -478,6 +580,11 @@ def main() -> int:
     if custom:
         print(render_section({**results, "mode": mode}))
         log("custom budget: BENCHMARKS.md left unchanged")
+    elif reseeded:
+        if mode == "full" and args.gpu_id < 0:
+            update_seeds_md()
+        log(f"seed {args.seed}: updated only the F1-across-seeds table of "
+            f"{BENCHMARKS_MD.relative_to(REPO)}")
     else:
         update_benchmarks_md(results)
         log(f"updated the {section_of(results)} section of {BENCHMARKS_MD.relative_to(REPO)}")
