@@ -18,17 +18,7 @@ pipeline = ["transformer", "crf_ner"]
 factory = "transformer"
 max_batch_items = 4096
 
-[components.transformer.model]
-@architectures = "spacy-transformers.TransformerModel.v3"
-name = "{name}"
-mixed_precision = false
-
-# Small windows counted in word pieces, so that training sees several overlapping windows.
-[components.transformer.model.get_spans]
-@span_getters = "spacy_crf_ner.wordpiece_strided_spans.v1"
-name = "{name}"
-window = 12
-stride = 8
+{transformer_model}
 
 [components.transformer.model.tokenizer_config]
 use_fast = true
@@ -56,9 +46,37 @@ upstream = "*"
 """
 
 
-def tiny_transformer_nlp(folder: Path):
+# Small windows counted in word pieces, so that training sees several overlapping windows:
+# our one-pass architecture (the configs' default), or spacy-transformers' own model with our
+# span getter (what configs written before it use).
+TRANSFORMER_MODELS = {
+    "windowed": """
+[components.transformer.model]
+@architectures = "spacy_crf_ner.WindowedTransformerModel.v1"
+name = "{name}"
+window = 12
+stride = 8
+mixed_precision = false
+""",
+    "span_getter": """
+[components.transformer.model]
+@architectures = "spacy-transformers.TransformerModel.v3"
+name = "{name}"
+mixed_precision = false
+
+[components.transformer.model.get_spans]
+@span_getters = "spacy_crf_ner.wordpiece_strided_spans.v1"
+name = "{name}"
+window = 12
+stride = 8
+""",
+}
+
+
+def tiny_transformer_nlp(folder: Path, transformer_model: str = "windowed"):
     """A blank ``transformer -> crf_ner`` pipeline on a tiny BERT built in ``folder``."""
     words = " ".join(TEMPLATES + ANATOMY + DISEASE_HEAD + DRUG).split()
     bert = build_tiny_bert(Path(folder) / "bert", words)
-    config = Config().from_str(CONFIG.replace("{name}", str(bert)))
+    text = CONFIG.replace("{transformer_model}", TRANSFORMER_MODELS[transformer_model])
+    config = Config().from_str(text.replace("{name}", str(bert)))
     return spacy.util.load_model_from_config(config, auto_fill=True)

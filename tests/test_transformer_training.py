@@ -7,8 +7,9 @@ from synthetic import make_examples, span_set, train
 
 
 @pytest.mark.slow
-def test_tiny_transformer_pipeline_learns_and_reloads(tmp_path):
-    nlp = tiny_transformer_nlp(tmp_path)
+@pytest.mark.parametrize("transformer_model", ["windowed", "span_getter"])
+def test_tiny_transformer_pipeline_learns_and_reloads(tmp_path, transformer_model):
+    nlp = tiny_transformer_nlp(tmp_path, transformer_model)
     examples = make_examples(nlp, 60, seed=3)
     train(nlp, examples, epochs=15, drop=0.0)
     assert nlp.evaluate(examples)["spans_sc_f"] >= 0.9
