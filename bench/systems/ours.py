@@ -96,8 +96,9 @@ def transformer_alone(nlp, texts, batch_size: int, repeats: int) -> dict:
     (spaCy tokenizer + the config's span getter, 128/96), batched as the transformer
     component batches them (batches of ``batch_size`` docs, split by
     ``spacy_transformers.util.batch_by_length`` into sub-batches of at most
-    ``max_batch_items`` padded tokens), windows padded to the longest of their sub-batch.
-    Tokenisation is done beforehand and not timed. Median of ``repeats`` after a warm-up."""
+    ``max_batch_items`` padded tokens), windows padded to the longest of their sub-batch, with
+    the word pieces the pipeline's transformer model feeds itself. Tokenisation is done
+    beforehand and not timed. Median of ``repeats`` after a warm-up."""
     import torch
 
     pipe = nlp.get_pipe("transformer")
@@ -115,9 +116,17 @@ def transformer_alone(nlp, texts, batch_size: int, repeats: int) -> dict:
         groups = batch_by_length(docs, max_items) if max_items else [range(len(docs))]
         for group in groups:
             sub = [docs[j] for j in group]
-            windows = [span.text for spans in get_spans(sub) for span in spans]
-            encoded = tokenizer(windows, padding="longest", truncation=True,
-                                max_length=tokenizer.model_max_length, return_tensors="pt")
+            if hasattr(trf, "encode_windows"):  # spacy_crf_ner.WindowedTransformerModel.v1
+                w = trf.encode_windows(sub)
+                encoded = {"input_ids": w.input_ids, "attention_mask": w.attention_mask}
+                if w.token_type_ids is not None:
+                    encoded["token_type_ids"] = w.token_type_ids
+                encoded = {k: torch.from_numpy(v) for k, v in encoded.items()}
+                encoded["attention_mask"] = encoded["attention_mask"].long()
+            else:  # spacy-transformers' own model: it tokenizes each window's text
+                windows = [span.text for spans in get_spans(sub) for span in spans]
+                encoded = tokenizer(windows, padding="longest", truncation=True,
+                                    max_length=tokenizer.model_max_length, return_tensors="pt")
             batches.append({k: v.to(device) for k, v in encoded.items()})
 
     def run_pass():
