@@ -214,3 +214,29 @@ def test_misaligned_gold_spans_are_counted():
     assert len(eg.predicted) == 3
     with pytest.warns(UserWarning, match="1 misaligned"):
         nlp.initialize(lambda: [eg])
+
+
+def test_decoding_runs_on_one_cpu_thread_and_restores_the_setting(trained, monkeypatch):
+    """CRF decoding is many tiny ops: on the CPU it runs single-threaded (no waiting on
+    threads that other processes keep off the cores), then torch's setting is restored."""
+    import torch
+
+    nlp, examples = trained
+    ner = nlp.get_pipe("crf_ner")
+    seen = []
+    decode = type(ner.head).decode
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return decode(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(ner.head), "decode", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        docs = list(nlp.pipe([eg.reference.text for eg in examples[:4]]))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert docs and seen and all(n == (1 if ner.head.crf.allowed.device.type == "cpu" else 2)
+                                 for n in seen)

@@ -23,6 +23,7 @@ inner span's confidence is conditional on the decoded levels above it. Span grou
 every level; ``doc.ents`` keeps a non-overlapping subset (longest first, so outer spans).
 """
 import warnings
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -144,6 +145,25 @@ _GOLD_FATES = {
     "misaligned": "misaligned",
     "unknown_label": "unknown label",
 }
+
+
+@contextmanager
+def _one_thread_on_cpu(device):
+    """Run torch on one thread inside the block, on the CPU only. CRF decoding is hundreds
+    of small tensor ops per batch: intra-op threads barely help them, and every parallel
+    region waits for all threads, which gets slow as soon as other processes compete for
+    the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    if device.type != "cpu" or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _new_gold_counts() -> Dict[str, int]:
@@ -451,8 +471,8 @@ class CrfNer(TrainablePipe):
         from ..models.padding import lengths_to_mask
 
         head = self.head
-        with torch.no_grad():
-            em = xp2torch(em_xp)
+        em = xp2torch(em_xp)
+        with torch.no_grad(), _one_thread_on_cpu(em.device):
             mask = lengths_to_mask(torch.as_tensor(lengths, device=em.device), em.shape[1])
             use_crf = self.mode != "independent"
             # Level by level (one level at depth 1); `em` becomes the conditioned emissions.
