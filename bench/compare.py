@@ -436,7 +436,8 @@ def render_seeds(runs: Dict[int, Dict]) -> str:
             else:
                 diffs[n].append(a - b)
                 dcells.append(f"{a - b:+.1f}")
-        lines.append(f"| {seed} | `{res['file']}` | " + " | ".join(cells) + " | "
+        commit = f" ({res['commit']})" if res.get("commit") else ""
+        lines.append(f"| {seed} | `{res['file']}`{commit} | " + " | ".join(cells) + " | "
                      + " | ".join(dcells) + " |")
 
     def mean(xs):
