@@ -60,7 +60,6 @@ class WindowEncoder:
                 f"(got {type(tokenizer).__name__})")
         from tokenizers import Tokenizer
 
-        self.tokenizer = tokenizer
         self.backend = Tokenizer.from_str(backend.to_str())  # a copy: no shared settings
         self.backend.no_truncation()
         self.backend.no_padding()
