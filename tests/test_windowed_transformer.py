@@ -219,3 +219,31 @@ def test_two_processes_give_the_same_hidden_states(tmp_path):
         if a.model_output:
             numpy.testing.assert_allclose(to_numpy(a.model_output.last_hidden_state),
                                           to_numpy(b.model_output.last_hidden_state), atol=1e-5)
+
+
+def test_training_matches_spacy_transformers_model_step_for_step(tmp_path):
+    """Same forward, same backward, same draws from Python's `random` (spaCy's shuffling):
+    training under either model ends with the same weights."""
+    import random
+
+    from spacy.util import fix_random_seed
+
+    from pipelines import tiny_transformer_nlp
+
+    weights = {}
+    for kind in ("windowed", "span_getter"):
+        fix_random_seed(0)
+        nlp = tiny_transformer_nlp(tmp_path / kind, kind)
+        examples = make_examples(nlp, 24, seed=1)
+        optimizer = nlp.initialize(lambda: examples)
+        for _ in range(2):
+            random.shuffle(examples)
+            for i in range(0, len(examples), 6):
+                nlp.update(examples[i : i + 6], sgd=optimizer, drop=0.1)
+        weights[kind] = [to_numpy(p.detach().cpu()) for p in
+                         nlp.get_pipe("transformer").model.transformer.parameters()]
+        weights[kind] += [to_numpy(p.detach().cpu()) for p in
+                          nlp.get_pipe("crf_ner").head.parameters()]
+    assert len(weights["windowed"]) == len(weights["span_getter"]) > 10
+    for a, b in zip(weights["windowed"], weights["span_getter"]):
+        numpy.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -146,8 +146,13 @@ def windowed_forward(model: "WindowedTransformerModel", docs: List[Doc], is_trai
     """Windows -> Hugging Face model -> ``FullTransformerBatch``, as spacy-transformers'
     forward returns it, so its pipe, listeners and backprop work unchanged."""
     from spacy_transformers.data_classes import FullTransformerBatch, WordpieceBatch
+    from spacy_transformers.util import maybe_flush_pytorch_cache
 
     docs = list(docs)
+    # spacy-transformers' optional cache flushing (attrs["flush_cache_chance"], default 0).
+    # It draws from Python's `random` on every call, as TransformerModel.v3 does, so
+    # training shuffles the same way under either model.
+    maybe_flush_pytorch_cache(chance=model.attrs.get("flush_cache_chance", 0))
     windows = model.encode_windows(docs)
     if not windows.lengths:  # no tokens in any doc
         return FullTransformerBatch.empty(len(docs)), lambda d_output: docs
