@@ -584,8 +584,11 @@ def main() -> int:
     elif reseeded:
         if mode == "full" and args.gpu_id < 0:
             update_seeds_md()
-        log(f"seed {args.seed}: updated only the F1-across-seeds table of "
-            f"{BENCHMARKS_MD.relative_to(REPO)}")
+            log(f"seed {args.seed}: updated only the F1-across-seeds table of "
+                f"{BENCHMARKS_MD.relative_to(REPO)}")
+        else:
+            log(f"seed {args.seed}: the table across seeds takes full CPU runs only; "
+                "BENCHMARKS.md left unchanged")
     else:
         update_benchmarks_md(results)
         log(f"updated the {section_of(results)} section of {BENCHMARKS_MD.relative_to(REPO)}")

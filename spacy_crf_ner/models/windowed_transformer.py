@@ -17,7 +17,7 @@ is computed from the pieces' character offsets with NumPy.
 import copy
 from dataclasses import dataclass
 from functools import partial
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy
 from spacy.attrs import IDX, LENGTH
@@ -36,7 +36,7 @@ class EncodedWindows:
     ranges: List[List[Tuple[int, int]]]  # per doc: (start, end) token range of each window
     input_ids: numpy.ndarray  # [n_windows, max_len] int64, padded
     attention_mask: numpy.ndarray  # [n_windows, max_len] float32
-    token_type_ids: object  # [n_windows, max_len] int64, or None if the model has none
+    token_type_ids: Optional[numpy.ndarray]  # [n_windows, max_len] int64, or None
     strings: List[List[str]]  # word piece strings per window, padded like input_ids
     lengths: List[int]  # pieces per window, special tokens included
     align_data: numpy.ndarray  # int32: flat indices into input_ids, token by token
@@ -165,7 +165,7 @@ def windowed_forward(model: "WindowedTransformerModel", docs: List[Doc], is_trai
     )
     model_output, backprop_tensors = model.layers[0](wordpieces, is_train)
     output = FullTransformerBatch(
-        spans=[[doc[s:e] for s, e in r] for doc, r in zip(docs, windows.ranges)],
+        spans=_as_spans(docs, windows.ranges),
         wordpieces=wordpieces,
         model_output=model_output,
         align=Ragged(windows.align_data, windows.align_lengths),
@@ -178,9 +178,13 @@ def windowed_forward(model: "WindowedTransformerModel", docs: List[Doc], is_trai
     return output, backprop
 
 
+def _as_spans(docs: List[Doc], ranges: List[List[Tuple[int, int]]]) -> List[List[Span]]:
+    return [[doc[s:e] for s, e in doc_ranges] for doc, doc_ranges in zip(docs, ranges)]
+
+
 def windowed_spans(model: "WindowedTransformerModel", docs: List[Doc]) -> List[List[Span]]:
     """The windows as spans (``attrs["get_spans"]``, read by spacy-transformers' init)."""
-    return [[doc[s:e] for s, e in r] for doc, r in zip(docs, model.encode_windows(docs).ranges)]
+    return _as_spans(docs, model.encode_windows(docs).ranges)
 
 
 _CLASS: list = []
