@@ -30,13 +30,13 @@ P + R = 0.
 """
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from spacy.tokens import Doc, Span
 
 from .data.meta import get_provenance
+from .spans import SpanGetter, get_spans
 
-SpanGetter = Union[str, Callable[[Doc], Iterable[Any]]]
 # (doc index, start_char, end_char, label)
 Entity = Tuple[int, int, int, str]
 
@@ -51,16 +51,8 @@ PRED_CATEGORIES = CATEGORIES + ("spurious",)
 def get_entities(doc: Doc, getter: SpanGetter) -> List[Tuple[int, int, str]]:
     """``(start_char, end_char, label)`` of the doc's entities, as ``getter`` finds them,
     sorted and without duplicates."""
-    if callable(getter):
-        items: Iterable[Any] = getter(doc)
-    elif getter == "ents":
-        items = doc.ents
-    elif isinstance(getter, str) and getter:
-        items = doc.spans[getter] if getter in doc.spans else ()
-    else:
-        raise ValueError(f"getter must be a span key, 'ents' or a callable; got {getter!r}")
     out = set()
-    for item in items:
+    for item in get_spans(doc, getter):
         if isinstance(item, Span):
             out.add((item.start_char, item.end_char, item.label_))
         else:

@@ -4,8 +4,10 @@ import itertools
 import pytest
 import torch
 
-from spacy_crf_ner.models.pytorch_crf import NUM_TAGS, MultiLabelBIOULCRF, B, I, L, O, U
-from spacy_crf_ner.pipeline.tags import valid_bioul
+from spacy_crf_ner.models.pytorch_crf import BIOULCRF
+from spacy_crf_ner.spans.bioul import NUM_TAGS, Tag, valid_bioul
+
+O, I, B, L, U = Tag.O, Tag.I, Tag.B, Tag.L, Tag.U
 
 
 
@@ -37,7 +39,7 @@ MODES = ["sequential", "blocked"]
 
 def random_crf(n_labels, seed, mode="auto"):
     gen = torch.Generator().manual_seed(seed)
-    crf = MultiLabelBIOULCRF(n_labels, scan_mode=mode)
+    crf = BIOULCRF(n_labels, scan_mode=mode)
     with torch.no_grad():
         crf.transitions.copy_(torch.randn(crf.transitions.shape, generator=gen))
         crf.start_scores.copy_(torch.randn(crf.start_scores.shape, generator=gen))
@@ -96,7 +98,7 @@ def test_padding_does_not_change_results(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_forbidden_paths_never_decoded_even_with_huge_emissions(mode):
-    crf = MultiLabelBIOULCRF(1, scan_mode=mode)
+    crf = BIOULCRF(1, scan_mode=mode)
     em = torch.zeros(1, 3, 1, NUM_TAGS)
     em[0, 0, 0, I] = 1e6  # start on I is forbidden
     em[0, 1, 0, B] = 1e6  # ending on B (next is O) is forbidden
@@ -112,13 +114,13 @@ def test_span_log_probs_match_enumeration(mode):
     mask = torch.ones(1, n, dtype=torch.bool)
     alphas, betas, log_z = crf.forward_backward(em, mask)
     paths = valid_paths(n)
-    spans = [(0, lab, s, e) for lab in range(2) for s in range(n) for e in range(s, n)]
+    spans = [(0, lab, s, e) for lab in range(2) for s in range(n) for e in range(s + 1, n + 1)]
     got = crf.span_log_probs(em, alphas, betas, log_z, torch.tensor(spans)).exp()
     for (_, lab, s, e), p in zip(spans, got):
         scores = torch.stack([path_score(crf, em[0], path, lab) for path in paths])
         probs = (scores - torch.logsumexp(scores, 0)).exp()
-        want = [U] if s == e else [B] + [I] * (e - s - 1) + [L]
-        expected = sum(prob for path, prob in zip(paths, probs) if list(path[s : e + 1]) == want)
+        want = [U] if e - s == 1 else [B] + [I] * (e - s - 2) + [L]
+        expected = sum(prob for path, prob in zip(paths, probs) if list(path[s:e]) == want)
         assert torch.allclose(p, expected, atol=1e-8), (lab, s, e)
 
 
@@ -150,7 +152,7 @@ def _nll_with_transitions(crf, transitions, em, tags, mask):
 def test_blocked_scan_equals_sequential_on_long_ragged_batches():
     """Blocks of ~sqrt(T) steps, some only padding, give the step-by-step results."""
     crf, gen = random_crf(3, 5, "sequential")
-    blocked = MultiLabelBIOULCRF(3, scan_mode="blocked")
+    blocked = BIOULCRF(3, scan_mode="blocked")
     blocked.load_state_dict(crf.state_dict())
     lengths = torch.tensor([57, 1, 30, 2, 44])
     n_time = int(lengths.max())
@@ -169,4 +171,4 @@ def test_blocked_scan_equals_sequential_on_long_ragged_batches():
 
 def test_unknown_scan_mode_is_refused():
     with pytest.raises(ValueError, match="scan_mode"):
-        MultiLabelBIOULCRF(2, scan_mode="parallel")
+        BIOULCRF(2, scan_mode="parallel")

@@ -224,13 +224,13 @@ def test_decoding_runs_on_one_cpu_thread_and_restores_the_setting(trained, monke
     nlp, examples = trained
     ner = nlp.get_pipe("crf_ner")
     seen = []
-    decode = type(ner.head).decode
+    decode_levels = type(ner.head).decode_levels
 
     def spy(self, *args, **kwargs):
         seen.append(torch.get_num_threads())
-        return decode(self, *args, **kwargs)
+        return decode_levels(self, *args, **kwargs)
 
-    monkeypatch.setattr(type(ner.head), "decode", spy)
+    monkeypatch.setattr(type(ner.head), "decode_levels", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

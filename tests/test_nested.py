@@ -12,15 +12,16 @@ from hypothesis import strategies as st
 from spacy.tokens import Span
 
 from spacy_crf_ner.data import get_provenance, parse_ann, read_standoff, set_provenance, write_standoff
-from spacy_crf_ner.models.pytorch_crf import NUM_TAGS, O, U
 from spacy_crf_ner.models.pytorch_emission_head import EmissionHead
-from spacy_crf_ner.pipeline.tags import (
-    assign_levels, decode_tags, encode_levels, properly_nested, select_non_overlapping, valid_bioul,
+from spacy_crf_ner.spans.bioul import (
+    NUM_TAGS, Tag, assign_levels, decode_tags, encode_levels, properly_nested,
+    select_non_overlapping, valid_bioul,
 )
 
 from synthetic import make_nested_examples, split_by_nesting, train
 
 NEG_INF = float("-inf")
+O, U = Tag.O, Tag.U
 
 
 # ------------------------------------------------------------------ gold levels
@@ -70,7 +71,7 @@ def test_levels_nest_and_every_span_is_accounted_for(case, depth):
     if not deep_crossing:
         assert not crossing
     tags, _, _ = encode_levels(spans, n_tokens, 2, depth)
-    got = sorted((int(c), int(s), int(e) + 1) for _, c, s, e in decode_tags(tags[None]))
+    got = sorted((int(c), int(s), int(e)) for _, c, s, e in decode_tags(tags[None]))
     assert got == sorted((k * 2 + lab, s, e) for k, lvl in enumerate(levels) for lab, s, e in lvl)
 
 
@@ -89,7 +90,7 @@ def _chains(n):
 
 def _spans(chain):
     tags = numpy.array(chain)[None, :, None]
-    return {(int(s), int(e) + 1) for _, _, s, e in decode_tags(tags)}
+    return {(int(s), int(e)) for _, _, s, e in decode_tags(tags)}
 
 
 def _validly_nested(outer, inner):
@@ -148,7 +149,7 @@ def test_level_by_level_decoding_matches_brute_force(seed):
     em = torch.randn(2, n_time, 2 * n_labels, NUM_TAGS, generator=gen, dtype=torch.double) * 2
     lengths = [n_time, 3]
     mask = torch.arange(n_time)[None, :] < torch.tensor(lengths)[:, None]
-    tags, conditioned = head.decode(em, mask, use_crf=True)
+    tags, conditioned = head.decode_levels(em, mask, use_crf=True)
     trans, start, end = head.crf.constrained_scores(forbidden=NEG_INF)
     for b, n in enumerate(lengths):
         for lab in range(n_labels):
@@ -188,12 +189,12 @@ def test_inner_likelihood_is_normalised_over_the_nested_chains():
 
 
 def test_properly_nested_drops_copies_and_orphans():
-    # (doc, chain, start, end_incl) with 1 label: chain 0 = outer level, chain 1 = inner.
+    # (doc, chain, start, end) with 1 label: chain 0 = outer level, chain 1 = inner.
     spans = numpy.array([
-        [0, 0, 0, 4], [0, 1, 1, 2],  # kept: inside
-        [0, 1, 0, 4],                # copy of the outer span
-        [0, 1, 6, 6],                # no outer span around it
-        [1, 1, 1, 2],                # other doc: no outer span
+        [0, 0, 0, 5], [0, 1, 1, 3],  # kept: inside
+        [0, 1, 0, 5],                # copy of the outer span
+        [0, 1, 6, 7],                # no outer span around it
+        [1, 1, 1, 3],                # other doc: no outer span
     ])
     assert properly_nested(spans, 1).tolist() == [True, True, False, False, False]
 
@@ -279,7 +280,7 @@ def test_depth_one_decodes_exactly_as_a_single_chain_crf(trained_depths):
     ner = nlp.get_pipe("crf_ner")
     docs = [nlp.make_doc(eg.reference.text) for eg in examples[:16]]
     em_xp, lengths = ner.model.predict(docs)
-    got = ner._decode(em_xp, lengths)
+    got = ner.decode((em_xp, lengths))
     em = xp2torch(em_xp)  # on the GPU under `pytest --gpu-id`
     mask = lengths_to_mask(torch.as_tensor(lengths, device=em.device), em.shape[1])
     with torch.no_grad():
@@ -288,8 +289,9 @@ def test_depth_one_decodes_exactly_as_a_single_chain_crf(trained_depths):
         idx = torch.as_tensor(spans, device=em.device)
         conf = ner.crf.span_log_probs(em, alphas, betas, log_z, idx).exp().cpu().numpy()
     want = sorted((tuple(int(x) for x in span), min(float(c), 1.0)) for span, c in zip(spans, conf))
-    have = sorted((tuple(int(x) for x in span), float(c))
-                  for (doc_spans, doc_conf) in got for span, c in zip(doc_spans, doc_conf))
+    have = sorted(((i, *(int(x) for x in span)), float(c))
+                  for i, (doc_spans, doc_conf) in enumerate(got)
+                  for span, c in zip(doc_spans, doc_conf))
     assert [h[0] for h in have] == [w[0] for w in want]
     assert numpy.allclose([h[1] for h in have], [w[1] for w in want], atol=1e-6)
 

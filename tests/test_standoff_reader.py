@@ -6,6 +6,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
+from spacy_crf_ner.spans import select_longest_first
 from spacy_crf_ner.data import (
     ConversionReport,
     StandoffError,
@@ -13,7 +14,6 @@ from spacy_crf_ner.data import (
     get_provenance,
     get_span_annotation,
     read_standoff,
-    select_ents,
     standoff_to_docs,
 )
 
@@ -227,9 +227,9 @@ def test_select_ents_is_deterministic(nlp):
         set_ents=False,
     )
     spans = list(doc.spans["sc"])
-    first = [(s.label_, s.text) for s in select_ents(spans)]
+    first = [(s.label_, s.text) for s in select_longest_first(spans)]
     assert first == [("A", "new york"), ("D", "city y")]
-    assert [(s.label_, s.text) for s in select_ents(reversed(spans))] == first
+    assert [(s.label_, s.text) for s in select_longest_first(reversed(spans))] == first
 
 
 def test_other_language_tokenizer():

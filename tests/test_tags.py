@@ -3,9 +3,17 @@ import numpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_crf_ner.pipeline.tags import (
-    B, I, L, O, U, decode_tags, encode_spans, select_non_overlapping, spans_per_doc, valid_bioul,
+from spacy_crf_ner.spans.bioul import (
+    Tag, decode_tags, encode_levels, select_non_overlapping, spans_per_doc, valid_bioul,
 )
+
+O, I, B, L, U = Tag.O, Tag.I, Tag.B, Tag.L, Tag.U
+
+
+def encode_spans(spans, n_tokens, n_labels):
+    """One nesting level: the tag matrix and the same-label overlaps it could not hold."""
+    tags, crossing, too_deep = encode_levels(spans, n_tokens, n_labels, depth=1)
+    return tags, crossing + too_deep
 
 
 @st.composite
@@ -39,7 +47,7 @@ def test_encode_decode_round_trip(case):
     for lab in range(n_labels):
         assert valid_bioul(tags[:, lab].tolist())
     decoded = decode_tags(tags[None])
-    got = sorted((int(lab), int(s), int(e) + 1) for _, lab, s, e in decoded)
+    got = sorted((int(lab), int(s), int(e)) for _, lab, s, e in decoded)
     assert got == sorted(kept)
 
 
@@ -58,8 +66,8 @@ def test_lenient_decoding_of_any_sequence(chain):
     spans = decode_tags(numpy.array(chain)[None, :, None])
     covered = []
     for _, _, s, e in spans:
-        assert s <= e
-        covered.extend(range(s, e + 1))
+        assert s < e
+        covered.extend(range(s, e))
     assert sorted(covered) == [i for i, t in enumerate(chain) if t != O]
 
 
@@ -68,4 +76,4 @@ def test_spans_per_doc_keeps_empty_docs():
     tags[2, 1, 0] = U
     parts = spans_per_doc(decode_tags(tags), 3)
     assert [len(p) for p in parts] == [0, 0, 1]
-    assert parts[2].tolist() == [[2, 0, 1, 1]]
+    assert parts[2].tolist() == [[2, 0, 1, 2]]

@@ -159,6 +159,7 @@ def evaluate(
     from tqdm import tqdm
 
     from ..evaluation import evaluate_docs, format_report
+    from ..spans import get_spans
 
     if not data.exists():
         fail(f"data path {data} does not exist")
@@ -201,16 +202,13 @@ def evaluate(
     seconds = time.perf_counter() - started
     bar.close()
     n_words = sum(len(doc) for doc in pred_docs)
-    n_pred = sum(
-        len(d.ents) if pred_key == "ents" else len(d.spans.get(pred_key, ())) for d in pred_docs
-    )
+    n_pred = sum(len(get_spans(d, pred_key)) for d in pred_docs)
     if n_pred == 0 and pred_key != "ents" and not any(pred_key in d.spans for d in pred_docs):
         found = sorted({k for d in pred_docs for k in d.spans})
         typer.echo(f"Warning: the pipeline wrote no span group {pred_key!r} "
                    f"(it wrote: {found or 'none'}); see --pred-key", err=True)
 
-    gold_getter = "ents" if gold_key == "ents" else gold_key
-    results: Dict[str, Any] = evaluate_docs(gold_docs, pred_docs, gold_getter, pred_key,
+    results: Dict[str, Any] = evaluate_docs(gold_docs, pred_docs, gold_key, pred_key,
                                             n_examples=n_examples)
     speed = {
         "docs": len(pred_docs), "words": n_words, "seconds": seconds,

@@ -196,7 +196,7 @@ def predict(
     from tqdm import tqdm
 
     from ..data import write_standoff
-    from ..data.writer import get_spans
+    from ..spans import get_spans
 
     if not input_path.exists():
         fail(f"input path {input_path} does not exist")
@@ -286,7 +286,7 @@ def predict(
                                   n_process=n_process):
             doc.user_data["standoff"] = dict(prov)
             n_words += len(doc)
-            spans, _ = get_spans(doc, span_key)
+            spans = get_spans(doc, span_key)
             saw_key = saw_key or span_key == "ents" or span_key in doc.spans
             labels.update(span.label_ for span in spans)
             if pending and pending[0].user_data["standoff"]["source"] != prov["source"]:

@@ -29,12 +29,11 @@ from .reader import (
     find_standoff_files,
     iter_standoff,
     read_standoff,
-    select_ents,
     standoff_to_docs,
 )
 from .report import ConversionReport, StandoffError, StandoffIssue
 from .split import DEFAULT_SPLIT_REGEX, split_doc
-from .writer import WriteReport, format_ann, get_spans, write_standoff
+from .writer import WriteReport, format_ann, write_standoff
 
 __all__ = [
     "ALIGNMENT_POLICIES",
@@ -60,11 +59,9 @@ __all__ = [
     "get_annotations",
     "get_provenance",
     "get_span_annotation",
-    "get_spans",
     "iter_standoff",
     "parse_ann",
     "read_standoff",
-    "select_ents",
     "set_provenance",
     "split_doc",
     "standoff_to_docs",

@@ -11,11 +11,12 @@ import os
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from ..spans import select_longest_first
 from .ann import AnnDocument, AnnEntity, parse_ann
 from .meta import ANNOTATIONS_KEY, PROVENANCE_KEY
 from .report import ConversionReport, StandoffError, StandoffIssue
@@ -173,27 +174,6 @@ def _retokenize(doc: Doc, starts: Set[int], ends: Set[int]) -> Tuple[Doc, int]:
     return new, len(new) - len(doc)
 
 
-def select_ents(spans: Iterable[Span]) -> List[Span]:
-    """Pick non-overlapping spans for ``doc.ents``.
-
-    Rule: longest first (in characters), then earliest start, then label, then T id, then
-    input order; a span is taken if none of its tokens is already taken. Deterministic.
-    """
-    indexed = list(enumerate(spans))
-    indexed.sort(
-        key=lambda x: (-(x[1].end_char - x[1].start_char), x[1].start_char, x[1].label_,
-                       x[1].id_, x[0])
-    )
-    taken: Set[int] = set()
-    chosen = []
-    for _, span in indexed:
-        if span.start == span.end or any(i in taken for i in range(span.start, span.end)):
-            continue
-        taken.update(range(span.start, span.end))
-        chosen.append(span)
-    return sorted(chosen, key=lambda s: s.start)
-
-
 class StandoffReader:
     """Converts standoff documents with one ``nlp`` and options, filling one report."""
 
@@ -331,7 +311,7 @@ class StandoffReader:
         doc.spans[opts.span_key] = spans
         rep.kept += len(spans)
         if opts.set_ents:
-            ents = select_ents(spans)
+            ents = select_longest_first(spans, n_tokens=len(doc))
             doc.ents = ents
             rep.in_ents += len(ents)
             rep.not_in_ents += len(spans) - len(ents)

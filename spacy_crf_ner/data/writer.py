@@ -10,14 +10,14 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 
+from ..spans import SpanGetter, get_span_scores, get_spans
 from .meta import get_annotations, get_provenance
 from .report import StandoffIssue
 
-SpanGetter = Union[str, Callable[[Doc], Iterable[Span]]]
 _LINE_BREAK = re.compile(r"\s*[\r\n]\s*")
 _NUMBERED = re.compile(r"^([A-Z#]+)(\d+)$")
 
@@ -44,21 +44,6 @@ class WriteReport:
         return out
 
 
-def get_spans(doc: Doc, span_getter: SpanGetter) -> Tuple[List[Span], Optional[Sequence]]:
-    """Spans to write and, when available, their scores (``attrs["scores"]`` of the group)."""
-    if callable(span_getter):
-        return list(span_getter(doc)), None
-    if span_getter == "ents":
-        return list(doc.ents), None
-    group = doc.spans.get(span_getter)
-    if group is None:
-        return [], None
-    scores = group.attrs.get("scores")
-    if scores is not None and len(scores) != len(group):
-        scores = None
-    return list(group), scores
-
-
 @dataclass
 class _Entry:
     label: str
@@ -76,7 +61,7 @@ def _entries_for_source(
     for doc in parts:
         prov = get_provenance(doc)
         offset = prov.offset if prov else 0
-        spans, scores = get_spans(doc, span_getter)
+        spans, scores = get_spans(doc, span_getter), get_span_scores(doc, span_getter)
         for i, span in enumerate(spans):
             score = None if scores is None else float(scores[i])
             entries.append(

@@ -1,22 +1,22 @@
 """Moving a batch of documents between Thinc's list of arrays and padded torch tensors.
 
 Thinc layers pass ``List[Floats2d]`` (one array per document). The torch modules work on
-right-padded ``[B, T, ...]`` tensors with a ``[B, T]`` mask. The conversion goes through one
-flat ``[N, D]`` array (all tokens of the batch, documents back to back) so that it is a single
+right-padded ``[N, T, ...]`` tensors with a ``[N, T]`` mask. The conversion goes through one
+flat ``[W, D]`` array (all tokens of the batch, documents back to back) so that it is a single
 copy and differentiable, with no Python loop over documents.
 """
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 
 
 def lengths_to_mask(lengths: torch.Tensor, n_time: int) -> torch.Tensor:
-    """[B] lengths -> [B, T] bool mask (True on real tokens)."""
+    """[N] lengths -> [N, T] bool mask (True on real tokens)."""
     return torch.arange(n_time, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def pad_flat(flat: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """[N, ...] tokens of the batch back to back -> padded [B, T, ...] and mask [B, T].
+    """[W, ...] tokens of the batch back to back -> padded [N, T, ...] and mask [N, T].
 
     T is at least 1, so a batch of empty documents still has a time axis.
     """
@@ -29,14 +29,5 @@ def pad_flat(flat: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, t
 
 
 def unpad(padded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Padded [B, T, ...] -> [N, ...], documents back to back."""
+    """Padded [N, T, ...] -> [W, ...], documents back to back."""
     return padded[mask]
-
-
-def split_lengths(lengths: List[int]) -> List[int]:
-    """Offsets at which to split a flat array back into documents."""
-    out, total = [], 0
-    for n in lengths[:-1]:
-        total += n
-        out.append(total)
-    return out

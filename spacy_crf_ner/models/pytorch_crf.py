@@ -1,16 +1,17 @@
-"""A linear-chain CRF over BIOUL tags, one independent chain per label.
+"""A linear-chain CRF over BIOUL tags, many independent chains at once.
 
-Each label gets its own 5-tag chain (O, I, B, L, U), so entities of different labels may
-overlap. Hard BIOUL constraints (forbidden transitions, start and end states) are applied on
-top of learnable transition scores. Everything is in log space and vectorised over
-documents x labels. The recursions over time (forward, backward, Viterbi and its backtrace)
-are scans of 5 x 5 matrices in a semiring: step by step on the CPU, where a step costs
-microseconds, and in blocks of about sqrt(T) steps on a GPU, where every step is a kernel
-launch (about 3 sqrt(T) sequential steps instead of T).
+Each chain (one per label and nesting level, see ``spans.bioul``) is its own 5-tag CRF, so
+entities of different labels may overlap. Hard BIOUL constraints (forbidden transitions,
+first and last tags, from ``spans.bioul``'s table) are applied on top of learnable transition
+scores. Everything is in log space and vectorised over documents x chains. The recursions
+over time (forward, backward, Viterbi and its backtrace) are scans of 5 x 5 matrices in a
+semiring: step by step on the CPU, where a step costs microseconds, and in blocks of about
+sqrt(T) steps on a GPU, where every step is a kernel launch (about 3 sqrt(T) sequential steps
+instead of T).
 
-Shapes used throughout:
-    B: documents in the batch, T: tokens (padded), L: labels, K = 5 tags.
-    emissions: [B, T, L, K] float,  mask: [B, T] bool (right padded),  tags: [B, T, L] long.
+Shapes used throughout (letters that are never tag names):
+    N: documents in the batch, T: tokens (padded), C: chains, K = 5 tags.
+    emissions: [N, T, C, K] float,  mask: [N, T] bool (right padded),  tags: [N, T, C] long.
 """
 import math
 from typing import Tuple
@@ -18,55 +19,42 @@ from typing import Tuple
 import torch
 from torch import nn
 
-O, I, B, L, U = range(5)
-NUM_TAGS = 5
-TAG_NAMES = ("O", "I", "B", "L", "U")
+from ..spans.bioul import ALLOWED_FIRST, ALLOWED_LAST, ALLOWED_NEXT, ALLOWED_UNDER, NUM_TAGS, Tag
 
 # Score given to a forbidden transition where gradients flow (training, marginals). A finite
 # value keeps log-sum-exp free of NaN gradients; exp(-1e4) is exactly 0 in float32/64.
 # Viterbi uses -inf instead, so a forbidden path can never be decoded.
 FORBIDDEN = -1e4
 
-_ALLOWED_NEXT = {O: (O, B, U), I: (I, L), B: (I, L), L: (O, B, U), U: (O, B, U)}
-_ALLOWED_START = (O, B, U)
-_ALLOWED_END = (O, L, U)
-
-
-# Nesting: the tags a chain of level k may take under each tag of level k-1 (same label).
-# Outside an outer span (O) and under a one-token outer span (U, which has no proper
-# sub-span) only O; at the outer span's first token (B) nothing may continue from before
-# (O, B, U); at its last token (L) everything must end (O, L, U); inside it (I) anything.
-_ALLOWED_UNDER = {O: (O,), I: (O, I, B, L, U), B: (O, B, U), L: (O, L, U), U: (O,)}
-
 
 def nesting_constraints() -> torch.Tensor:
     """allowed[above, tag]: whether a level k tag may sit under a level k-1 tag [K, K]."""
     allowed = torch.zeros(NUM_TAGS, NUM_TAGS, dtype=torch.bool)
-    for above, tags in _ALLOWED_UNDER.items():
+    for above, tags in ALLOWED_UNDER.items():
         allowed[above, list(tags)] = True
     return allowed
 
 
 def bioul_constraints() -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Boolean masks of the allowed transitions [K, K], start tags [K] and end tags [K]."""
+    """Boolean masks of the allowed transitions [K, K], first tags [K] and last tags [K]."""
     transitions = torch.zeros(NUM_TAGS, NUM_TAGS, dtype=torch.bool)
-    for src, dsts in _ALLOWED_NEXT.items():
+    for src, dsts in ALLOWED_NEXT.items():
         transitions[src, list(dsts)] = True
-    start = torch.zeros(NUM_TAGS, dtype=torch.bool)
-    start[list(_ALLOWED_START)] = True
-    end = torch.zeros(NUM_TAGS, dtype=torch.bool)
-    end[list(_ALLOWED_END)] = True
-    return transitions, start, end
+    first = torch.zeros(NUM_TAGS, dtype=torch.bool)
+    first[list(ALLOWED_FIRST)] = True
+    last = torch.zeros(NUM_TAGS, dtype=torch.bool)
+    last[list(ALLOWED_LAST)] = True
+    return transitions, first, last
 
 
-class MultiLabelBIOULCRF(nn.Module):
-    """One BIOUL linear-chain CRF per label, batched over documents and labels."""
+class BIOULCRF(nn.Module):
+    """One BIOUL linear-chain CRF per chain, batched over documents and chains."""
 
-    def __init__(self, num_labels: int, learnable_transitions: bool = True, scan_mode: str = "auto"):
+    def __init__(self, num_chains: int, learnable_transitions: bool = True, scan_mode: str = "auto"):
         super().__init__()
         if scan_mode not in SCAN_MODES:
             raise ValueError(f"scan_mode must be one of {SCAN_MODES}, got {scan_mode!r}")
-        self.num_labels = num_labels
+        self.num_chains = num_chains
         self.learnable_transitions = learnable_transitions
         # How the recursions over time run (see `scan`): "auto" picks by device.
         self.scan_mode = scan_mode
@@ -74,21 +62,21 @@ class MultiLabelBIOULCRF(nn.Module):
         self.register_buffer("allowed", allowed, persistent=False)
         self.register_buffer("allowed_start", allowed_start, persistent=False)
         self.register_buffer("allowed_end", allowed_end, persistent=False)
-        # transitions[l, i, j]: score of tag i followed by tag j in label l's chain.
-        shape = (num_labels, NUM_TAGS, NUM_TAGS)
+        # transitions[c, i, j]: score of tag i followed by tag j in chain c.
+        shape = (num_chains, NUM_TAGS, NUM_TAGS)
         if learnable_transitions:
             self.transitions = nn.Parameter(torch.zeros(shape))
-            self.start_scores = nn.Parameter(torch.zeros(num_labels, NUM_TAGS))
-            self.end_scores = nn.Parameter(torch.zeros(num_labels, NUM_TAGS))
+            self.start_scores = nn.Parameter(torch.zeros(num_chains, NUM_TAGS))
+            self.end_scores = nn.Parameter(torch.zeros(num_chains, NUM_TAGS))
         else:
             self.register_buffer("transitions", torch.zeros(shape))
-            self.register_buffer("start_scores", torch.zeros(num_labels, NUM_TAGS))
-            self.register_buffer("end_scores", torch.zeros(num_labels, NUM_TAGS))
+            self.register_buffer("start_scores", torch.zeros(num_chains, NUM_TAGS))
+            self.register_buffer("end_scores", torch.zeros(num_chains, NUM_TAGS))
 
     def constrained_scores(
         self, forbidden: float = FORBIDDEN, chains: slice = slice(None)
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Transition [L, K, K], start [L, K] and end [L, K] scores with constraints applied
+        """Transition [C, K, K], start [C, K] and end [C, K] scores with constraints applied
         (for the chains selected by ``chains``)."""
         trans = self.transitions[chains].masked_fill(~self.allowed, forbidden)
         start = self.start_scores[chains].masked_fill(~self.allowed_start, forbidden)
@@ -97,61 +85,61 @@ class MultiLabelBIOULCRF(nn.Module):
 
     # ------------------------------------------------------------------ scoring
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """log Z for each chain: [B, L]."""
+        """log Z for each chain: [N, C]."""
         trans, start, end = self.constrained_scores()
-        steps = step_matrices(trans, emissions, mask)  # [T-1, B, L, K, K]
+        steps = step_matrices(trans, emissions, mask)  # [T-1, N, C, K, K]
         last = scan(start + emissions[:, 0], steps, _logsumexp, self.scan_mode, keep_all=False)
         return torch.logsumexp(last + end, dim=-1)
 
     def path_score(
         self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """Unnormalised score of the given tag paths: [B, L]."""
+        """Unnormalised score of the given tag paths: [N, C]."""
         trans, start, end = self.constrained_scores()
-        n_batch, n_time, n_labels, _ = emissions.shape
-        maskf = mask.to(emissions.dtype)  # [B, T]
-        # Emission of the gold tag at every position: [B, T, L]
+        n_batch, n_time, n_chains, _ = emissions.shape
+        maskf = mask.to(emissions.dtype)  # [N, T]
+        # Emission of the gold tag at every position: [N, T, C]
         em = emissions.gather(-1, tags.unsqueeze(-1)).squeeze(-1)
-        score = (em * maskf[:, :, None]).sum(1)  # [B, L]
-        labels = torch.arange(n_labels, device=emissions.device)
-        score = score + start[labels, tags[:, 0]]
+        score = (em * maskf[:, :, None]).sum(1)  # [N, C]
+        chains = torch.arange(n_chains, device=emissions.device)
+        score = score + start[chains, tags[:, 0]]
         if n_time > 1:
-            # trans[l, tags[t-1], tags[t]] for t >= 1: [B, T-1, L]
-            step = trans[labels, tags[:, :-1], tags[:, 1:]]
+            # trans[c, tags[t-1], tags[t]] for t >= 1: [N, T-1, C]
+            step = trans[chains, tags[:, :-1], tags[:, 1:]]
             score = score + (step * maskf[:, 1:, None]).sum(1)
-        last = (mask.sum(1) - 1).clamp(min=0)  # [B]
-        last_tags = tags[torch.arange(n_batch, device=tags.device), last]  # [B, L]
-        return score + end[labels, last_tags]
+        last = (mask.sum(1) - 1).clamp(min=0)  # [N]
+        last_tags = tags[torch.arange(n_batch, device=tags.device), last]  # [N, C]
+        return score + end[chains, last_tags]
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood of the gold paths: [B, L] (0 for empty documents)."""
-        nonempty = mask[:, :1].to(emissions.dtype)  # [B, 1]
+        """Negative log-likelihood of the gold paths: [N, C] (0 for empty documents)."""
+        nonempty = mask[:, :1].to(emissions.dtype)  # [N, 1]
         return (self.log_partition(emissions, mask) - self.path_score(emissions, tags, mask)) * nonempty
 
     # --------------------------------------------------------- forward-backward
     def forward_backward(
         self, emissions: torch.Tensor, mask: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """alphas [B, T, L, K], betas [B, T, L, K] and log Z [B, L].
+        """alphas [N, T, C, K], betas [N, T, C, K] and log Z [N, C].
 
         alpha[b, t, l, k]: log-sum of all paths ending in tag k at t (emission included);
         beta[b, t, l, k]: log-sum of all continuations after tag k at t (``end`` from a
         document's last token on).
         """
         trans, start, end = self.constrained_scores()
-        n_batch, _, n_labels, _ = emissions.shape
-        steps = step_matrices(trans, emissions, mask)  # [T-1, B, L, K, K]
+        n_batch, _, n_chains, _ = emissions.shape
+        steps = step_matrices(trans, emissions, mask)  # [T-1, N, C, K, K]
         alphas = scan(start + emissions[:, 0], steps, _logsumexp, self.scan_mode)
         # Backwards: beta_t = steps_t (x) beta_t+1, i.e. a forward scan over the reversed,
         # transposed steps.
         rev = steps.flip(0).transpose(-1, -2)
-        betas = scan(end.expand(n_batch, n_labels, NUM_TAGS), rev, _logsumexp,
+        betas = scan(end.expand(n_batch, n_chains, NUM_TAGS), rev, _logsumexp,
                      self.scan_mode).flip(0)
         log_z = torch.logsumexp(alphas[-1] + end, dim=-1)
         return alphas.transpose(0, 1), betas.transpose(0, 1), log_z
 
     def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """log P(tag at t = k) for each chain: [B, T, L, K] (meaningless where mask is False)."""
+        """log P(tag at t = k) for each chain: [N, T, C, K] (meaningless where mask is False)."""
         alphas, betas, log_z = self.forward_backward(emissions, mask)
         return alphas + betas - log_z[:, None, :, None]
 
@@ -159,22 +147,22 @@ class MultiLabelBIOULCRF(nn.Module):
     def viterbi(
         self, emissions: torch.Tensor, mask: torch.Tensor, chains: slice = slice(None)
     ) -> torch.Tensor:
-        """Best valid tag path for each chain: [B, T, L] (O on padding).
+        """Best valid tag path for each chain: [N, T, C] (O on padding).
 
         ``chains`` selects the chains whose scores to use when ``emissions`` holds only some
         of them (one nesting level at a time). Emissions may be -inf for forbidden tags, as
         long as O stays allowed.
         """
         trans, start, end = self.constrained_scores(forbidden=float("-inf"), chains=chains)
-        steps = step_matrices(trans, emissions, mask)  # [T-1, B, L, K, K]
+        steps = step_matrices(trans, emissions, mask)  # [T-1, N, C, K, K]
         # delta[t, b, l, k]: score of the best path ending in tag k at t.
-        deltas = scan(start + emissions[:, 0], steps, _max, self.scan_mode)  # [T, B, L, K]
+        deltas = scan(start + emissions[:, 0], steps, _max, self.scan_mode)  # [T, N, C, K]
         # Best predecessor of each tag, all steps at once; on padding each tag points to
         # itself (the identity step), so the backtrace passes through.
-        back = (deltas[:-1, ..., None] + steps).max(dim=-2).indices  # [T-1, B, L, K]
-        last = (deltas[-1] + end).argmax(dim=-1)  # [B, L]
-        tags = backtrack(last, back, self.scan_mode).transpose(0, 1)  # [B, T, L]
-        return tags.masked_fill(~mask[:, :, None], O)
+        back = (deltas[:-1, ..., None] + steps).max(dim=-2).indices  # [T-1, N, C, K]
+        last = (deltas[-1] + end).argmax(dim=-1)  # [N, C]
+        tags = backtrack(last, back, self.scan_mode).transpose(0, 1)  # [N, T, C]
+        return tags.masked_fill(~mask[:, :, None], Tag.O)
 
     def span_log_probs(
         self,
@@ -184,35 +172,39 @@ class MultiLabelBIOULCRF(nn.Module):
         log_z: torch.Tensor,
         spans: torch.Tensor,
     ) -> torch.Tensor:
-        """log P(the chain tags exactly this span) for spans [N, 4] = (doc, label, start, end).
+        """log P(the chain tags exactly this span) for spans [S, 4] = (doc, chain, start, end),
+        ``end`` exclusive (as ``spans.bioul.decode_tags`` gives them).
 
-        ``end`` is inclusive. A one-token span is the marginal of U; a longer one is the
-        probability of the path B I* L over its tokens, from the forward-backward scores.
+        A one-token span is the marginal of U; a longer one is the probability of the path
+        B I* L over its tokens, from the forward-backward scores.
         """
         trans, _, _ = self.constrained_scores()
         if spans.numel() == 0:
             return emissions.new_zeros((0,))
-        doc, lab, start, end = spans.unbind(-1)
-        length = end - start
-        single = alphas[doc, start, lab, U] + betas[doc, start, lab, U]
+        doc, chain, start, end = spans.unbind(-1)
+        last = end - 1
+        n_inside = last - start  # tokens after the first one
+        single = alphas[doc, start, chain, Tag.U] + betas[doc, start, chain, Tag.U]
         # Sum of I emissions strictly inside the span, via a cumulative sum over time.
-        cum_i = emissions[..., I].cumsum(dim=1)  # [B, T, L]
-        inner = cum_i[doc, (end - 1).clamp(min=0), lab] - cum_i[doc, start, lab]
-        inner = torch.where(length >= 2, inner, torch.zeros_like(inner))
-        n_inner = (length - 1).clamp(min=0).to(emissions.dtype)
+        cum_i = emissions[..., Tag.I].cumsum(dim=1)  # [N, T, C]
+        inner = cum_i[doc, (last - 1).clamp(min=0), chain] - cum_i[doc, start, chain]
+        inner = torch.where(n_inside >= 2, inner, torch.zeros_like(inner))
+        n_inner = (n_inside - 1).clamp(min=0).to(emissions.dtype)
         trans_path = torch.where(
-            length >= 2,
-            trans[lab, B, I] + (n_inner - 1).clamp(min=0) * trans[lab, I, I] + trans[lab, I, L],
-            trans[lab, B, L],
+            n_inside >= 2,
+            trans[chain, Tag.B, Tag.I]
+            + (n_inner - 1).clamp(min=0) * trans[chain, Tag.I, Tag.I]
+            + trans[chain, Tag.I, Tag.L],
+            trans[chain, Tag.B, Tag.L],
         )
         multi = (
-            alphas[doc, start, lab, B]
+            alphas[doc, start, chain, Tag.B]
             + inner
             + trans_path
-            + emissions[doc, end, lab, L]
-            + betas[doc, end, lab, L]
+            + emissions[doc, last, chain, Tag.L]
+            + betas[doc, last, chain, Tag.L]
         )
-        return torch.where(length == 0, single, multi) - log_z[doc, lab]
+        return torch.where(n_inside == 0, single, multi) - log_z[doc, chain]
 
 
 # ------------------------------------------------------------------------------- scans
@@ -242,15 +234,15 @@ def identity_step(like: torch.Tensor) -> torch.Tensor:
 
 
 def step_matrices(trans: torch.Tensor, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The step from t-1 to t as a matrix, for t >= 1, time first: [T-1, B, L, K_from, K_to].
+    """The step from t-1 to t as a matrix, for t >= 1, time first: [T-1, N, C, K_from, K_to].
 
     ``trans[l, i, j] + emissions[b, t, l, j]`` on real tokens; the identity on padding, so
     that the scores of a document stay those of its last token. Time first keeps each step
     contiguous for the loops below.
     """
-    em = emissions[:, 1:].transpose(0, 1)  # [T-1, B, L, K]
+    em = emissions[:, 1:].transpose(0, 1)  # [T-1, N, C, K]
     steps = trans + em[..., None, :]
-    keep = mask[:, 1:].transpose(0, 1)[..., None, None, None]  # [T-1, B, 1, 1, 1]
+    keep = mask[:, 1:].transpose(0, 1)[..., None, None, None]  # [T-1, N, 1, 1, 1]
     return torch.where(keep, steps, identity_step(steps)).contiguous()
 
 
@@ -278,9 +270,9 @@ def _blocking(n_steps: int) -> Tuple[int, int, int]:
 def scan(
     first: torch.Tensor, steps: torch.Tensor, reduce, mode: str = "auto", keep_all: bool = True
 ) -> torch.Tensor:
-    """x_0 = first [B, L, K], x_t = x_t-1 (x) steps[t-1] for steps [N, B, L, K, K].
+    """x_0 = first [N, C, K], x_t = x_t-1 (x) steps[t-1] for steps [M, N, C, K, K].
 
-    Returns every x_t, time first [N+1, B, L, K], or only x_N [B, L, K] (``keep_all`` False).
+    Returns every x_t, time first [M+1, N, C, K], or only x_N [N, C, K] (``keep_all`` False).
 
     Blocked: the N steps are cut into C blocks of S ~ sqrt(N). (1) The product of each block's
     matrices, all blocks at once (S - 1 matrix products); (2) x at each block's start, block
@@ -288,7 +280,7 @@ def scan(
     from their starts (S products). The result equals the sequential one up to rounding.
     Steps are taken with ``unbind`` (one gradient copy in all, not one per step).
     """
-    n_steps, n_batch, n_labels, k, _ = steps.shape
+    n_steps, n_batch, n_chains, k, _ = steps.shape
     if not _use_blocks(mode, first) or n_steps <= 1:
         xs = [first]
         for step in steps.unbind(0):
@@ -296,11 +288,11 @@ def scan(
         return torch.stack(xs) if keep_all else xs[-1]
     size, n_blocks, pad = _blocking(n_steps)
     if pad:  # identity steps at the end change nothing
-        eye = identity_step(steps).expand(pad, n_batch, n_labels, k, k)
+        eye = identity_step(steps).expand(pad, n_batch, n_chains, k, k)
         steps = torch.cat([steps, eye])
-    # [S, C, B, L, K, K]: step s of every block.
-    blocks = steps.view(n_blocks, size, n_batch, n_labels, k, k).transpose(0, 1).unbind(0)
-    # (1) [C, B, L, K, K]: product of the steps of each block.
+    # [S, G, N, C, K, K]: step s of every block.
+    blocks = steps.view(n_blocks, size, n_batch, n_chains, k, k).transpose(0, 1).unbind(0)
+    # (1) [G, N, C, K, K]: product of the steps of each block.
     product = blocks[0]
     for block_step in blocks[1:]:
         product = _mat_mat(product, block_step, reduce)
@@ -311,24 +303,24 @@ def scan(
         x = _vec_mat(x, block_product, reduce)
     if not keep_all:
         return x
-    # (3) x after each step of every block, from the block starts: [C, B, L, K] per step.
+    # (3) x after each step of every block, from the block starts: [G, N, C, K] per step.
     x, inside = torch.stack(starts), []
     for block_step in blocks:
         x = _vec_mat(x, block_step, reduce)
         inside.append(x)
-    inside = torch.stack(inside, dim=1).reshape(n_blocks * size, n_batch, n_labels, k)
+    inside = torch.stack(inside, dim=1).reshape(n_blocks * size, n_batch, n_chains, k)
     return torch.cat([first.unsqueeze(0), inside[:n_steps]])
 
 
 def backtrack(last: torch.Tensor, back: torch.Tensor, mode: str = "auto") -> torch.Tensor:
-    """Tag paths, time first [N+1, B, L], from the last tags [B, L] and back pointers
-    [N, B, L, K].
+    """Tag paths, time first [M+1, N, C], from the last tags [N, C] and back pointers
+    [M, N, C, K].
 
     ``back[t, b, l, k]`` is the tag at t of the best path through tag k at t + 1. Each back
     pointer is a map from tags to tags; blocked, the maps of each block are composed first
     (all blocks at once), then applied block after block, then inside all blocks at once.
     """
-    n_steps, n_batch, n_labels, k = back.shape
+    n_steps, n_batch, n_chains, k = back.shape
     if not _use_blocks(mode, back) or n_steps <= 1:
         tags = [last]
         for pointers in reversed(back.unbind(0)):
@@ -337,10 +329,10 @@ def backtrack(last: torch.Tensor, back: torch.Tensor, mode: str = "auto") -> tor
         return torch.stack(tags)
     size, n_blocks, pad = _blocking(n_steps)
     if pad:  # identity maps after the last token
-        ident = torch.arange(k, device=back.device).expand(pad, n_batch, n_labels, k)
+        ident = torch.arange(k, device=back.device).expand(pad, n_batch, n_chains, k)
         back = torch.cat([back, ident])
-    blocks = back.view(n_blocks, size, n_batch, n_labels, k).transpose(0, 1).unbind(0)
-    # (1) [C, B, L, K]: tag at a block's start as a function of the tag after its end.
+    blocks = back.view(n_blocks, size, n_batch, n_chains, k).transpose(0, 1).unbind(0)
+    # (1) [G, N, C, K]: tag at a block's start as a function of the tag after its end.
     composed = blocks[-1]
     for pointers in reversed(blocks[:-1]):
         composed = pointers.gather(-1, composed)
@@ -350,10 +342,10 @@ def backtrack(last: torch.Tensor, back: torch.Tensor, mode: str = "auto") -> tor
         after.append(tag)
         tag = block_map.gather(-1, tag.unsqueeze(-1)).squeeze(-1)
     after.reverse()
-    # (3) every tag inside every block, from the tag after it: [C, B, L] per step.
+    # (3) every tag inside every block, from the tag after it: [G, N, C] per step.
     tag, inside = torch.stack(after), [None] * size
     for s in range(size - 1, -1, -1):
         tag = blocks[s].gather(-1, tag.unsqueeze(-1)).squeeze(-1)
         inside[s] = tag
-    inside = torch.stack(inside, dim=1).reshape(n_blocks * size, n_batch, n_labels)
+    inside = torch.stack(inside, dim=1).reshape(n_blocks * size, n_batch, n_chains)
     return torch.cat([inside[:n_steps], last.unsqueeze(0)])

@@ -5,7 +5,7 @@ Training modes and how each one decodes (the two always agree):
 * ``"joint"``: CRF negative log-likelihood; decoded by constrained Viterbi.
 * ``"marginal"``: cross-entropy on the CRF posterior marginals; decoded by constrained Viterbi.
 * ``"independent"``: per-token softmax cross-entropy, no CRF; decoded by per-token argmax,
-  read leniently into spans (see ``tags.decode_tags``).
+  read leniently into spans (see ``spans.bioul.decode_tags``).
 
 Losses are summed over documents, labels and tokens and divided by the number of tokens in
 the batch (per gold token over the whole batch), so they do not depend on batch size.
@@ -23,7 +23,6 @@ inner span's confidence is conditional on the decoded levels above it. Span grou
 every level; ``doc.ents`` keeps a non-overlapping subset (longest first, so outer spans).
 """
 import warnings
-from contextlib import contextmanager
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -38,10 +37,15 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
+from ..models.crf_tagger import MODES, Emissions, get_emission_head, tagger_decode, tagger_loss
+from ..models.torch_layer import build_torch_layers, torch_layer_dims
+from ..spans import get_spans, select_longest_first
+from ..spans.bioul import encode_levels, spans_per_doc
 from .scoring import crf_ner_score
-from .tags import decode_tags, encode_levels, properly_nested, spans_per_doc
 
-MODES = ("joint", "marginal", "independent")
+# What ``predict`` returns for one doc: spans ``[n, 3] = (label, start, end)`` (token
+# offsets, end exclusive, sorted by position) and their confidences ``[n]``.
+DocPrediction = Tuple[numpy.ndarray, numpy.ndarray]
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -147,25 +151,6 @@ _GOLD_FATES = {
 }
 
 
-@contextmanager
-def _one_thread_on_cpu(device):
-    """Run torch on one thread inside the block, on the CPU only. CRF decoding is hundreds
-    of small tensor ops per batch: intra-op threads barely help them, and every parallel
-    region waits for all threads, which gets slow as soon as other processes compete for
-    the cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    if device.type != "cpu" or before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _new_gold_counts() -> Dict[str, int]:
     return {"gold_spans": 0, **{fate: 0 for fate in _GOLD_FATES}}
 
@@ -217,13 +202,13 @@ class CrfNer(TrainablePipe):
             "mode": mode,
             "nesting_depth": nesting_depth,
             "confidence_threshold": float(confidence_threshold),
-            "torch_layer_dims": [],
+            "torch_layer_dims": {},
         }
         for label in labels or []:
             self.add_label(label)
-        # Gold spans seen in training, by fate (see ``_gold_tags``).
+        # Gold spans seen in training, by fate (see ``gold_tags``).
         self.stats = _new_gold_counts()
-        self._warned_overlap = False
+        self._lost_gold_warned = False
 
     # ----------------------------------------------------------------- labels
     @property
@@ -280,13 +265,11 @@ class CrfNer(TrainablePipe):
     @property
     def head(self):
         """The ``EmissionHead`` torch module (after initialize or loading)."""
-        from ..models.crf_tagger import get_emission_head
-
         return get_emission_head(self.model)
 
     @property
     def crf(self):
-        """The ``MultiLabelBIOULCRF`` torch module (after initialize or loading)."""
+        """The ``BIOULCRF`` torch module (after initialize or loading)."""
         return self.head.crf
 
     # --------------------------------------------------------------- training
@@ -323,41 +306,54 @@ class CrfNer(TrainablePipe):
         head.set_dim("nD", self.nesting_depth)
         doc_sample = [eg.x for eg in islice(get_examples(), 10)]
         self.model.initialize(X=doc_sample)
-        self._report_gold(get_examples())
+        self._warn_lost_gold(self.count_gold(get_examples()), "in the training data")
 
-    def _report_gold(self, examples: Iterable[Example]) -> None:
-        """Count, once, the gold spans that training cannot use, and say why."""
+    def count_gold(self, examples: Iterable[Example]) -> Dict[str, int]:
+        """The gold spans of ``examples`` (``"gold_spans"``) and, by fate, those training
+        cannot use (the keys of ``stats``), without training or touching ``stats``."""
         counts = _new_gold_counts()
         for eg in examples:
-            self._gold_tags(eg, counts)
+            self.gold_tags(eg, counts)
+        return counts
+
+    def _warn_lost_gold(self, counts: Dict[str, int], where: str) -> None:
+        """Say once which gold spans training cannot use, how many and why (the full count
+        at ``initialize``; otherwise at the first training batch that loses one)."""
         lost = {k: v for k, v in counts.items() if k != "gold_spans" and v}
-        if lost:
-            detail = ", ".join(f"{v} {_GOLD_FATES[k]}" for k, v in lost.items())
-            hints = {
-                "nested_too_deep": f"Spans nested in a span of the same label deeper than "
-                f"nesting_depth={self.nesting_depth} are left out: raise nesting_depth to "
-                "learn them.",
-                "same_label_crossing": "Of two crossing spans of the same label the longer "
-                "(then the leftmost) is kept.",
-                "misaligned": "Misaligned spans do not start/end on a token of the pipeline's "
-                "tokenizer.",
-            }
-            hint = " ".join(text for fate, text in hints.items() if fate in lost)
-            warnings.warn(
-                f"[{self.name}] {sum(lost.values())} of {counts['gold_spans']} gold spans cannot "
-                f"be trained on ({detail}). {hint}".rstrip(),
-                stacklevel=2,
-            )
-            self._warned_overlap = True
+        if not lost or self._lost_gold_warned:
+            return
+        self._lost_gold_warned = True
+        detail = ", ".join(f"{v} {_GOLD_FATES[k]}" for k, v in lost.items())
+        hints = {
+            "nested_too_deep": f"Spans nested in a span of the same label deeper than "
+            f"nesting_depth={self.nesting_depth} are left out: raise nesting_depth to "
+            "learn them.",
+            "same_label_crossing": "Of two crossing spans of the same label the longer "
+            "(then the leftmost) is kept.",
+            "misaligned": "Misaligned spans do not start/end on a token of the pipeline's "
+            "tokenizer.",
+        }
+        parts = [
+            f"[{self.name}] {sum(lost.values())} of {counts['gold_spans']} gold spans cannot be "
+            f"trained on ({detail}), {where}.",
+            *(text for fate, text in hints.items() if fate in lost),
+            f"Counts so far: nlp.get_pipe({self.name!r}).stats.",
+        ]
+        warnings.warn(" ".join(parts), stacklevel=3)
 
     def _reference_spans(self, doc: Doc) -> Sequence[Span]:
-        key = self.target_span_getter
-        if key == "ents":
-            return doc.ents
-        return doc.spans[key] if key in doc.spans else []
+        return get_spans(doc, self.target_span_getter)
 
-    def _gold_tags(self, example: Example, counts: Dict[str, int]) -> numpy.ndarray:
-        """BIOUL matrix [T, L] of the example's gold spans, on the predicted doc's tokens."""
+    def gold_tags(self, example: Example, counts: Optional[Dict[str, int]] = None) -> numpy.ndarray:
+        """The tag matrix ``[T, C]`` that training fits for ``example``: its gold spans
+        (under ``target_span_getter``) on the predicted doc's tokens, chain ``k * L + l``
+        for nesting level k of label l (``spans.bioul.encode_levels``).
+
+        ``counts`` (optional): a dict of ``stats``' keys; the gold spans that cannot be
+        trained on are added to it by fate. Public for debugging and benchmarks.
+        """
+        if counts is None:
+            counts = _new_gold_counts()
         spans = self._reference_spans(example.reference)
         counts["gold_spans"] += len(spans)
         label_ids = {label: i for i, label in enumerate(self.labels)}
@@ -372,6 +368,16 @@ class CrfNer(TrainablePipe):
         counts["same_label_crossing"] += len(crossing)
         counts["nested_too_deep"] += len(too_deep)
         return tags
+
+    def _batch_gold_tags(self, examples: List[Example], emissions: Emissions) -> numpy.ndarray:
+        """Gold tags of a batch, padded like the emissions: ``[N, T, C]``; counted in ``stats``."""
+        em_xp, lengths = emissions
+        n_batch, n_time, n_chains, _ = em_xp.shape
+        gold = numpy.zeros((n_batch, n_time, n_chains), dtype="int64")
+        for i, eg in enumerate(examples):
+            gold[i, : lengths[i]] = self.gold_tags(eg, self.stats)
+        self._warn_lost_gold(self.stats, "in the batches trained on so far")
+        return gold
 
     def update(
         self,
@@ -390,134 +396,60 @@ class CrfNer(TrainablePipe):
         if not any(len(doc) for doc in docs):
             return losses
         set_dropout_rate(self.model, drop)
-        scores, backprop_scores = self.model.begin_update(docs)
-        loss, d_scores, param_grads = self._loss_and_grads(examples, scores, with_params=True)
-        backprop_scores(d_scores)
-        for param, grad in param_grads:
-            param.grad = grad if param.grad is None else param.grad + grad
+        emissions, backprop = self.model.begin_update(docs)
+        gold = self._batch_gold_tags(examples, emissions)
+        loss, d_emissions = tagger_loss(self.model, emissions, gold, self.mode, update_params=True)
+        backprop(d_emissions)
         if sgd is not None:
             self.finish_update(sgd)
         losses[self.name] += loss
         return losses
 
-    def get_loss(self, examples: Iterable[Example], scores) -> Tuple[float, Any]:
+    def get_loss(self, examples: Iterable[Example], scores: Emissions) -> Tuple[float, Any]:
         """Loss (per gold token over the batch) and its gradient w.r.t. the emissions."""
-        loss, d_scores, _ = self._loss_and_grads(list(examples), scores, with_params=False)
-        return loss, d_scores
-
-    def _loss_and_grads(self, examples: List[Example], scores, with_params: bool):
-        import torch
-        from thinc.api import torch2xp, xp2torch
-
-        from ..models.padding import lengths_to_mask
-
-        em_xp, lengths = scores
-        n_batch, n_time, n_chains, _ = em_xp.shape
-        gold = numpy.zeros((n_batch, n_time, n_chains), dtype="int64")
-        before = self.stats["same_label_crossing"] + self.stats["nested_too_deep"]
-        for i, eg in enumerate(examples):
-            gold[i, : lengths[i]] = self._gold_tags(eg, self.stats)
-        lost = self.stats["same_label_crossing"] + self.stats["nested_too_deep"]
-        if lost > before and not self._warned_overlap:
-            self._warned_overlap = True
-            warnings.warn(
-                f"[{self.name}] gold spans that cross a span of the same label, or nest in one "
-                f"deeper than nesting_depth={self.nesting_depth}, are ignored in training "
-                f"({lost} so far; see nlp.get_pipe({self.name!r}).stats)."
-            )
-        head = self.head
-        crf = head.crf
-        with torch.enable_grad():
-            em_leaf = xp2torch(em_xp, requires_grad=True)
-            gold_t = torch.as_tensor(gold, device=em_leaf.device)
-            mask = lengths_to_mask(torch.as_tensor(lengths, device=em_leaf.device), n_time)
-            # Each nesting level sees the gold tags of the level above (teacher forcing).
-            em = head.condition(em_leaf, gold_t)
-            if self.mode == "joint":
-                total = crf.nll(em, gold_t, mask).sum()
-            else:
-                if self.mode == "marginal":
-                    log_probs = crf.log_marginals(em, mask)
-                else:
-                    log_probs = torch.log_softmax(em, dim=-1)
-                gold_lp = log_probs.gather(-1, gold_t.unsqueeze(-1)).squeeze(-1)  # [B, T, L]
-                total = -(gold_lp * mask.unsqueeze(-1)).sum()
-            loss = total / max(sum(lengths), 1)
-            params = []
-            if with_params and self.mode != "independent":
-                params = [p for p in crf.parameters() if p.requires_grad]
-            if with_params and self.nesting_depth > 1:
-                params.append(head.nesting_scores)
-            grads = torch.autograd.grad(loss, [em_leaf] + params)
-        d_scores = torch2xp(grads[0])
-        return float(loss.detach()), d_scores, list(zip(params, grads[1:]))
+        examples = list(examples)
+        gold = self._batch_gold_tags(examples, scores)
+        return tagger_loss(self.model, scores, gold, self.mode, update_params=False)
 
     # -------------------------------------------------------------- inference
-    def predict(self, docs: Iterable[Doc]):
-        """Decode each doc: ``(spans [n, 4] = (doc, label, start, end_incl), confidences [n])``."""
+    def predict(self, docs: Iterable[Doc]) -> List[DocPrediction]:
+        """Spans and confidences of each doc (see ``DocPrediction``)."""
         docs = list(docs)
         if not docs:
             return []
         if not any(len(doc) for doc in docs):
-            empty = numpy.zeros((0, 4), dtype="int64")
+            empty = numpy.zeros((0, 3), dtype="int64")
             return [(empty, numpy.zeros((0,), dtype="float32")) for _ in docs]
-        em_xp, lengths = self.model.predict(docs)
-        return self._decode(em_xp, lengths)
+        return self.decode(self.model.predict(docs))
 
-    def _decode(self, em_xp, lengths: List[int]):
-        import torch
-        from thinc.api import xp2torch
-
-        from ..models.padding import lengths_to_mask
-
-        head = self.head
-        em = xp2torch(em_xp)
-        with torch.no_grad(), _one_thread_on_cpu(em.device):
-            mask = lengths_to_mask(torch.as_tensor(lengths, device=em.device), em.shape[1])
-            use_crf = self.mode != "independent"
-            # Level by level (one level at depth 1); `em` becomes the conditioned emissions.
-            tags, em = head.decode(em, mask, use_crf=use_crf)
-            spans = decode_tags(tags.cpu().numpy())  # (doc, chain, start, end_incl)
-            spans = spans[properly_nested(spans, len(self.labels))]
-            idx = torch.as_tensor(spans, device=em.device)
-            if not use_crf:
-                best_lp = torch.log_softmax(em, dim=-1).max(dim=-1).values  # [B, T, C]
-                cum = (best_lp * mask.unsqueeze(-1)).cumsum(dim=1)
-                if len(spans):
-                    doc, chain, start, end = idx.unbind(-1)
-                    before = torch.where(
-                        start > 0, cum[doc, (start - 1).clamp(min=0), chain],
-                        torch.zeros_like(start, dtype=cum.dtype),
-                    )
-                    span_lp = cum[doc, end, chain] - before
-                else:
-                    span_lp = em.new_zeros((0,))
-            else:
-                crf = head.crf
-                alphas, betas, log_z = crf.forward_backward(em, mask)
-                span_lp = crf.span_log_probs(em, alphas, betas, log_z, idx)
-            conf = span_lp.exp().clamp(max=1.0).float().cpu().numpy()
-        spans[:, 1] %= len(self.labels)  # chain -> label
+    def decode(self, emissions: Emissions) -> List[DocPrediction]:
+        """Decode emissions already computed by ``self.model.predict(docs)``, as ``predict``
+        does; public so that benchmarks and tests can time or inspect decoding alone."""
+        spans, conf = tagger_decode(self.model, emissions, self.mode)
+        n_labels = len(self.labels)
+        n_docs = len(emissions[1])
         # Within each doc, order spans by position (then label), as readers expect.
-        order = numpy.lexsort((spans[:, 1], spans[:, 3], spans[:, 2], spans[:, 0]))
-        spans, conf = spans[order], conf[order]
-        per_doc = spans_per_doc(spans, len(lengths))
+        doc, label, start, end = spans[:, 0], spans[:, 1] % n_labels, spans[:, 2], spans[:, 3]
+        order = numpy.lexsort((label, end, start, doc))
+        spans = numpy.stack([doc, label, start, end], axis=1)[order]
+        conf = conf[order]
+        per_doc = spans_per_doc(spans, n_docs)
         bounds = numpy.cumsum([0] + [len(s) for s in per_doc])
-        return [(s, conf[bounds[i] : bounds[i + 1]]) for i, s in enumerate(per_doc)]
+        return [(s[:, 1:], conf[bounds[i] : bounds[i + 1]]) for i, s in enumerate(per_doc)]
 
-    def set_annotations(self, docs: Iterable[Doc], predictions) -> None:
+    def set_annotations(self, docs: Iterable[Doc], predictions: List[DocPrediction]) -> None:
         labels = self.labels
         threshold = self.cfg["confidence_threshold"]
         for doc, (spans, conf) in zip(docs, predictions):
             keep = conf >= threshold
             spans, conf = spans[keep], conf[keep]
-            found = [Span(doc, int(s), int(e) + 1, label=labels[lab]) for _, lab, s, e in spans]
+            found = [Span(doc, int(s), int(e), label=labels[lab]) for lab, s, e in spans]
             for target in self.cfg["span_setter"]:
                 if target == "ents":
                     doc.ents = self._merge_ents(doc, found, conf)
                 elif target == "*":
                     for i, label in enumerate(labels):
-                        sel = spans[:, 1] == i
+                        sel = spans[:, 0] == i
                         group = [sp for sp, on in zip(found, sel) if on]
                         doc.spans[label] = SpanGroup(
                             doc, name=label, spans=group, attrs={"scores": conf[sel]}
@@ -528,17 +460,13 @@ class CrfNer(TrainablePipe):
                     )
 
     def _merge_ents(self, doc: Doc, found: List[Span], conf: numpy.ndarray) -> List[Span]:
-        """Non-overlapping subset for ``doc.ents``: longest first (as the converter builds the
-        gold ``doc.ents``), then most confident, then leftmost; entities already on the doc
-        from other labels stay where nothing of ours overlaps them."""
-        order = sorted(range(len(found)), key=lambda i: (-len(found[i]), -conf[i], found[i].start))
+        """Our spans for ``doc.ents`` by the package's one rule (``spans.selection``);
+        entities already on the doc with labels of other components stay where nothing of
+        ours overlaps them."""
+        ents = select_longest_first(found, conf, n_tokens=len(doc))
         taken = numpy.zeros(len(doc), dtype=bool)
-        ents = []
-        for i in order:
-            span = found[i]
-            if not taken[span.start : span.end].any():
-                taken[span.start : span.end] = True
-                ents.append(span)
+        for ent in ents:
+            taken[ent.start : ent.end] = True
         ours = set(self.labels)
         for ent in doc.ents:
             if ent.label_ not in ours and not taken[ent.start : ent.end].any():
@@ -558,15 +486,13 @@ class CrfNer(TrainablePipe):
 
     # ---------------------------------------------------------- serialisation
     def _save_layer_dims(self) -> None:
-        from ..models.torch_layer import torch_layer_dims
-
         self.cfg["torch_layer_dims"] = torch_layer_dims(self.model)
 
     def _restore_cfg(self, saved: Dict[str, Any]) -> None:
         """Take back what training learnt (labels, layer widths). Options such as
         ``span_setter`` or ``mode`` come from the config, so overrides at load time work."""
         self.cfg["labels"] = list(saved.get("labels", self.cfg["labels"]))
-        self.cfg["torch_layer_dims"] = saved.get("torch_layer_dims", [])
+        self.cfg["torch_layer_dims"] = saved.get("torch_layer_dims", {})
         # The weights are shaped by the depth they were trained with, so that one wins.
         trained_depth = saved.get("nesting_depth", 1)
         if trained_depth != self.cfg["nesting_depth"]:
@@ -580,8 +506,6 @@ class CrfNer(TrainablePipe):
 
     def _prepare_model_for_weights(self) -> None:
         """Build the torch layers from the saved dims so the weights have a place to go."""
-        from ..models.torch_layer import build_torch_layers
-
         head = self._head_model()
         if head.maybe_get_dim("nL") is None and self.labels:
             head.set_dim("nL", len(self.labels))

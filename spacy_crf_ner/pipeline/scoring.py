@@ -17,11 +17,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import registry
 
-
-def _target_spans(doc: Doc, target_span_getter: str) -> Sequence[Span]:
-    if target_span_getter == "ents":
-        return doc.ents
-    return doc.spans[target_span_getter] if target_span_getter in doc.spans else []
+from ..spans import get_spans
 
 
 def crf_ner_score(
@@ -46,7 +42,7 @@ def crf_ner_score(
             def getter(doc: Doc, attr: str, _labels=tuple(labels)) -> List[Span]:
                 if _labels and all(label in doc.spans for label in _labels):
                     return [span for label in _labels for span in doc.spans[label]]
-                return list(_target_spans(doc, target_span_getter))
+                return list(get_spans(doc, target_span_getter))
 
         else:
             attr = f"spans_{target}"
@@ -54,7 +50,7 @@ def crf_ner_score(
             def getter(doc: Doc, attr: str, _key=target) -> Sequence[Span]:
                 if _key in doc.spans:
                     return doc.spans[_key]
-                return _target_spans(doc, target_span_getter)
+                return get_spans(doc, target_span_getter)
 
         scores.update(Scorer.score_spans(examples, attr, getter=getter, allow_overlap=True))
     return scores
