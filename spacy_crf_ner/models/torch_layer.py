@@ -6,10 +6,12 @@ The input width of a head is only known when the embedding layer before it has s
 A loaded pipeline rebuilds it from the dims saved with the pipe (``build_torch_layers``).
 """
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, torch2xp, xp2torch
 from thinc.types import Floats2d
+
+from ..internals import set_sublayers, shim_module
 
 # Name of the attr holding the function that builds the torch module from the layer's dims.
 BUILD_ATTR = "build_torch_module"
@@ -71,7 +73,7 @@ def build_torch_layer(model: Model) -> None:
     wrapper = PyTorchWrapper_v2(module, convert_inputs=_flat_inputs, convert_outputs=convert_outputs)
     # Named like its owner, so parameter paths read "<component>/crf_emissions/linear.weight".
     wrapper.name = model.name
-    model._layers = [wrapper]
+    set_sublayers(model, [wrapper])
 
 
 def _init(model: Model, X: Optional[List[Floats2d]] = None, Y=None) -> None:
@@ -96,7 +98,7 @@ def get_torch_module(model: Model) -> Any:
     """The ``nn.Module`` inside an initialized lazy torch layer."""
     if not model.layers:
         raise ValueError(f"Layer {model.name!r} is not initialized yet.")
-    return model.layers[0].shims[0]._model
+    return shim_module(model.layers[0].shims[0])
 
 
 # --------------------------------------------------------------------- converters
@@ -143,24 +145,41 @@ def _padded_outputs(model: Model, X_Ytorch, is_train: bool):
 
 
 # ----------------------------------------------------------------- (de)serialising
-def torch_layer_dims(model: Model) -> List[Dict[str, Optional[int]]]:
-    """Dims of every lazy torch layer in ``model``, in walk order (saved with the pipe)."""
-    return [
-        {dim: node.maybe_get_dim(dim) for dim in node.dim_names}
-        for node in model.walk()
-        if is_lazy_torch_layer(node)
-    ]
+# Saved dims: {layer name: {dim: value}}. Pipelines saved by earlier releases hold a list of
+# dims in walk order instead; both load.
+SavedDims = Union[Dict[str, Dict[str, Optional[int]]], List[Dict[str, Optional[int]]]]
 
 
-def build_torch_layers(model: Model, saved_dims: List[Dict[str, Optional[int]]]) -> None:
+def torch_layer_dims(model: Model) -> Dict[str, Dict[str, Optional[int]]]:
+    """Dims of every lazy torch layer in ``model``, by layer name (saved with the pipe)."""
+    dims: Dict[str, Dict[str, Optional[int]]] = {}
+    for node in model.walk():
+        if is_lazy_torch_layer(node):
+            if node.name in dims:
+                raise ValueError(f"two torch layers are named {node.name!r}: names must be unique")
+            dims[node.name] = {dim: node.maybe_get_dim(dim) for dim in node.dim_names}
+    return dims
+
+
+def build_torch_layers(model: Model, saved_dims: SavedDims) -> None:
     """Rebuild the lazy torch layers from saved dims so that ``from_bytes`` finds them."""
     nodes = [node for node in model.walk() if is_lazy_torch_layer(node)]
-    if len(nodes) != len(saved_dims):
-        raise ValueError(
-            f"The saved model has {len(saved_dims)} torch layers but this architecture has "
-            f"{len(nodes)}: the config does not match the weights."
-        )
-    for node, dims in zip(nodes, saved_dims):
+    if isinstance(saved_dims, list):  # older pipelines: walk order
+        if len(nodes) != len(saved_dims):
+            raise ValueError(
+                f"The saved model has {len(saved_dims)} torch layers but this architecture has "
+                f"{len(nodes)}: the config does not match the weights."
+            )
+        pairs = list(zip(nodes, saved_dims))
+    else:
+        names = [node.name for node in nodes]
+        if sorted(names) != sorted(saved_dims):
+            raise ValueError(
+                f"The saved model has the torch layers {sorted(saved_dims)} but this "
+                f"architecture has {sorted(names)}: the config does not match the weights."
+            )
+        pairs = [(node, saved_dims[node.name]) for node in nodes]
+    for node, dims in pairs:
         for dim, value in dims.items():
             if value is not None and node.maybe_get_dim(dim) is None:
                 node.set_dim(dim, value)

@@ -14,6 +14,8 @@ from typing import IO, Any, Callable, Dict, Optional, Tuple
 from spacy.language import Language
 from spacy.util import registry
 
+from .state import TRAINING_STATE
+
 
 def _numeric_scores(scores: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
     out = {}
@@ -25,23 +27,6 @@ def _numeric_scores(scores: Dict[str, Any], prefix: str = "") -> Dict[str, float
         elif isinstance(value, dict):
             out.update(_numeric_scores(value, prefix=f"{prefix}{key}."))
     return out
-
-
-def _rates_of_last_step() -> Optional[Dict[str, float]]:
-    """Learning rate of each group in the step that just finished (GroupedAdam only)."""
-    from .optimizer import GroupedOptimizer
-
-    optimizer = GroupedOptimizer.last_stepped()
-    return optimizer.rates_of_last_step if optimizer is not None else None
-
-
-def _grad_norm_of_last_step() -> Optional[float]:
-    """Norm of all gradients of the step that just finished, before clipping (GroupedAdam
-    with ``grad_clip_scope = "global"`` only)."""
-    from .optimizer import GroupedOptimizer
-
-    optimizer = GroupedOptimizer.last_stepped()
-    return optimizer.grad_norm_of_last_step if optimizer is not None else None
 
 
 @registry.loggers("spacy_crf_ner.JsonlLogger.v1")
@@ -72,7 +57,8 @@ def jsonl_logger(
         original_update = nlp.update
 
         def flush() -> None:
-            rates, grad_norm = _rates_of_last_step(), _grad_norm_of_last_step()
+            rates = TRAINING_STATE.rates_of_last_step()
+            grad_norm = TRAINING_STATE.grad_norm_of_last_step()
             for record in pending:
                 if rates is not None:
                     record["learn_rates"] = rates
@@ -83,7 +69,7 @@ def jsonl_logger(
 
         def update(*args, **kwargs):
             # spaCy steps the optimizer between updates: the previous step is complete.
-            if pending and _rates_of_last_step() is not None:
+            if pending and TRAINING_STATE.rates_of_last_step() is not None:
                 flush()
             losses = kwargs.get("losses")
             before = dict(losses) if losses is not None else {}

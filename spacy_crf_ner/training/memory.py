@@ -4,10 +4,10 @@ glibc's malloc serves large blocks with ``mmap`` (given back to the system when 
 the first such block is freed; from then on it raises its threshold to that block's size
 (up to 32 MB) and serves smaller blocks from the heap, which keeps what it once held.
 Training a transformer frees and re-allocates tensors of a few MB in shapes that change with
-every batch, so the process's resident size climbs well above what one step needs: with the
-project config on NCBI disease, 2.3 GB after 60 steps and 4.1 GB after 500, while a fixed
-128 kB threshold keeps it under 1.8 GB. Every large allocation then costs fresh pages, so
-a step is slower (1.8 -> 3.2 s on a 2-core machine): use it where memory is the limit.
+every batch, so the process's resident size climbs well above what one step needs. A fixed
+128 kB threshold keeps it close to that, but every large allocation then costs fresh pages,
+so a step is slower: use it where memory is the limit (figures in BENCHMARKS.md, "Design
+figures").
 
 It is a callback for ``[nlp.after_pipeline_creation]``, so it acts in ``spacy train`` and in
 ``spacy.load`` of a pipeline whose config has it, and nowhere else (not at import). It changes

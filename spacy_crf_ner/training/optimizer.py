@@ -37,24 +37,17 @@ matches nothing, or a parameter that matches no group, is an error at that point
 import math
 import re
 import sys
-import weakref
 from collections import OrderedDict
 from functools import partial
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from spacy.language import Language
 from spacy.util import registry
 from thinc.api import Model, Optimizer
 
-KeyT = Tuple[int, str]
+from ..internals import pipeline_optimizer, shim_module
+from .state import TRAINING_STATE, KeyT
 
-# Parameter paths of the pipeline most recently initialized with the bind callback.
-# ``spacy train`` resolves the optimizer twice (once for nlp.initialize, once for the training
-# loop), so the loop's optimizer cannot be handed the pipeline: it reads the paths from here
-# on its first update. Keys are process-unique ids of live Thinc nodes and shims.
-_LAST_INITIALIZED_PATHS: "OrderedDict[KeyT, Tuple[str, int]]" = OrderedDict()
-# That pipeline itself (weakly), for the gradients that global clipping reads.
-_LAST_INITIALIZED_NLP: List[Callable[[], Optional[Language]]] = [lambda: None]
 
 CLIP_SCOPES = ("tensor", "global")
 
@@ -85,7 +78,7 @@ def _walk_parameters(nlp: Language) -> Iterable[Tuple[KeyT, str, int, Callable[[
                       partial(_thinc_grad, node, name))
                      for name in node.param_names if node.has_param(name)]
             for shim in node.shims:
-                module = getattr(shim, "_model", None)
+                module = shim_module(shim)
                 if hasattr(module, "named_parameters"):
                     found += [((shim.id, name), name, int(param.numel()),
                                partial(_torch_grad, param))
@@ -247,14 +240,8 @@ class GroupedOptimizer(Optimizer):
         """Current learning rate of each group (0 for frozen groups)."""
         return {g.name: 0.0 if g.frozen else g.learn_rate for g in self.groups}
 
-    @classmethod
-    def last_stepped(cls) -> Optional["GroupedOptimizer"]:
-        """The instance whose schedules moved last (the training loop's), for loggers."""
-        ref = getattr(cls, "_last_stepped_ref", None)
-        return ref() if ref is not None else None
-
     def step_schedules(self) -> None:
-        GroupedOptimizer._last_stepped_ref = weakref.ref(self)
+        TRAINING_STATE.record_step(self)
         self.rates_of_last_step = self.learn_rates()
         super().step_schedules()
         # Norm of all gradients of the step that just ended, before clipping ("global" only).
@@ -266,9 +253,9 @@ class GroupedOptimizer(Optimizer):
 
     def __call__(self, key, weights, gradient, *, lr_scale: float = 1.0):
         group = self.key_to_group.get(key)
-        if group is None and not self.bound and _LAST_INITIALIZED_PATHS:
-            nlp = _LAST_INITIALIZED_NLP[0]()
-            self.bind_paths(_LAST_INITIALIZED_PATHS, verbose=False,  # printed at init
+        if group is None and not self.bound and TRAINING_STATE.bound_paths:
+            nlp = TRAINING_STATE.pipeline
+            self.bind_paths(TRAINING_STATE.bound_paths, verbose=False,  # printed at init
                             grads=gradient_sources(nlp) if nlp is not None else None)
             group = self.key_to_group.get(key)
         if group is None:
@@ -349,10 +336,8 @@ def make_bind_param_groups() -> Callable[[Language], Language]:
 
     def bind_param_groups(nlp: Language) -> Language:
         paths, grads = parameter_paths(nlp), gradient_sources(nlp)
-        _LAST_INITIALIZED_PATHS.clear()
-        _LAST_INITIALIZED_PATHS.update(paths)
-        _LAST_INITIALIZED_NLP[0] = weakref.ref(nlp)
-        optimizer = getattr(nlp, "_optimizer", None)
+        TRAINING_STATE.bind_pipeline(nlp, paths)
+        optimizer = pipeline_optimizer(nlp)
         if isinstance(optimizer, GroupedOptimizer):
             optimizer.bind_paths(paths, grads=grads)  # fail here, at start, on a bad pattern
         return nlp
