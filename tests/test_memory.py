@@ -6,7 +6,7 @@ import textwrap
 import pytest
 import spacy
 
-from spacy_crf_ner.memory import set_mmap_threshold
+from spacy_crf_ner.training.memory import set_mmap_threshold
 
 # In a fresh process: free a 24 MB block (glibc then raises its mmap threshold to 24 MB and
 # its trim threshold to 48 MB), allocate and touch a 20 MB block, free it, and print how much

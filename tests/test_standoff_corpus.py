@@ -6,7 +6,7 @@ import pytest
 import spacy
 from spacy.training import Example
 
-from spacy_crf_ner.data.corpus import StandoffCorpus, create_standoff_corpus
+from spacy_crf_ner.data.corpus import StandoffCorpus
 
 CORPUS = Path(__file__).parent / "fixtures" / "standoff" / "corpus"
 NAME = "spacy_crf_ner.StandoffCorpus.v1"
@@ -18,15 +18,15 @@ def nlp():
 
 
 def test_registered_and_declared_as_entry_point():
-    assert spacy.registry.readers.get(NAME) is create_standoff_corpus
+    assert spacy.registry.readers.get(NAME) is StandoffCorpus
     eps = entry_points()
     group = eps.select(group="spacy_readers") if hasattr(eps, "select") else eps["spacy_readers"]
     (ep,) = [e for e in group if e.name == NAME]
-    assert ep.load() is create_standoff_corpus
+    assert ep.load() is StandoffCorpus
 
 
 def test_examples_have_right_reference_spans(nlp):
-    corpus = create_standoff_corpus(CORPUS / "sub")
+    corpus = StandoffCorpus(CORPUS / "sub")
     (example,) = list(corpus(nlp))
     assert isinstance(example, Example)
     ref, pred = example.reference, example.predicted
@@ -44,14 +44,14 @@ def test_examples_have_right_reference_spans(nlp):
 
 
 def test_options_limit_and_shuffle(nlp):
-    corpus = create_standoff_corpus(CORPUS, limit=2, span_key="gold", set_ents=False)
+    corpus = StandoffCorpus(CORPUS, limit=2, span_key="gold", set_ents=False)
     examples = list(corpus(nlp))
     assert len(examples) == 2
     assert all("gold" in eg.reference.spans and not eg.reference.ents for eg in examples)
-    shuffled = create_standoff_corpus(CORPUS, shuffle=True)
+    shuffled = StandoffCorpus(CORPUS, shuffle=True)
     texts = sorted(eg.reference.text for eg in shuffled(nlp))
-    assert texts == sorted(eg.reference.text for eg in create_standoff_corpus(CORPUS)(nlp))
-    split = list(create_standoff_corpus(CORPUS / "sub", max_length=16)(nlp))
+    assert texts == sorted(eg.reference.text for eg in StandoffCorpus(CORPUS)(nlp))
+    split = list(StandoffCorpus(CORPUS / "sub", max_length=16)(nlp))
     assert len(split) == 2
 
 

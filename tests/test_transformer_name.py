@@ -1,7 +1,7 @@
 """Resolving the transformer named in a config: folder, model-shipping package, hub id."""
 import sys
 
-from spacy_crf_ner.transformer_name import resolve_transformer_name
+from spacy_crf_ner.transformer.name import resolve_transformer_name
 
 
 def test_folder_and_hub_id_are_kept(tmp_path):

@@ -5,7 +5,7 @@ import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_crf_ner.transformer_windows import (
+from spacy_crf_ner.transformer.windows import (
     configure_wordpiece_strided_spans, piece_counts, windows_from_counts,
 )
 from synthetic import ANATOMY, DISEASE_HEAD, DRUG, TEMPLATES

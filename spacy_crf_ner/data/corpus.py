@@ -12,7 +12,7 @@ Doc is ``nlp.make_doc(reference.text)`` and spaCy aligns the two tokenizations.
 import logging
 import random
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Union
+from typing import Iterator, Optional, Union
 
 import spacy
 from spacy.language import Language
@@ -25,8 +25,13 @@ from .split import DEFAULT_SPLIT_REGEX
 logger = logging.getLogger("spacy_crf_ner.data")
 
 
+@spacy.registry.readers("spacy_crf_ner.StandoffCorpus.v1")
 class StandoffCorpus:
-    """Callable ``(nlp) -> Iterator[Example]`` over a standoff folder (re-read each call)."""
+    """Callable ``(nlp) -> Iterator[Example]`` over a standoff folder (re-read each call).
+
+    Registered as the reader ``spacy_crf_ner.StandoffCorpus.v1``; same options as
+    ``python -m spacy_crf_ner convert``.
+    """
 
     def __init__(
         self,
@@ -71,28 +76,3 @@ class StandoffCorpus:
             random.shuffle(docs)
         for reference in docs:
             yield Example(nlp.make_doc(reference.text), reference)
-
-
-@spacy.registry.readers("spacy_crf_ner.StandoffCorpus.v1")
-def create_standoff_corpus(
-    path: Optional[Path],
-    span_key: str = "sc",
-    split_regex: Optional[str] = DEFAULT_SPLIT_REGEX,
-    max_length: int = 0,
-    discontinuous: str = "split",
-    alignment: str = "split_tokens",
-    set_ents: bool = True,
-    strict: bool = False,
-    keep_txt_only: bool = True,
-    shuffle: bool = False,
-    limit: int = 0,
-) -> Callable[[Language], Iterator[Example]]:
-    """Registered reader; same options as ``python -m spacy_crf_ner convert``."""
-    return StandoffCorpus(
-        path, span_key=span_key, split_regex=split_regex, max_length=max_length,
-        discontinuous=discontinuous, alignment=alignment, set_ents=set_ents, strict=strict,
-        keep_txt_only=keep_txt_only, shuffle=shuffle, limit=limit,
-    )
-
-
-__all__: List[str] = ["StandoffCorpus", "create_standoff_corpus"]

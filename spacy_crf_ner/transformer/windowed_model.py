@@ -3,9 +3,9 @@
 spacy-transformers' ``TransformerModel`` cuts each batch into spans (``get_spans``), then
 tokenizes every span's text again, turns every word piece back into a Python string, and
 aligns pieces to tokens token by token in Python. With windows counted in word pieces the
-span getter has already tokenized each document once, so a batch is tokenized twice. On a
-CPU this costs a few percent of inference; on a GPU, where the forward itself is fast, it
-was most of the transformer component's time (0.32 s of 0.37 s on the NCBI test set, H200).
+span getter has already tokenized each document once, so a batch is tokenized twice: a
+small cost on a CPU, most of the transformer component's time on a GPU, where the forward
+itself is fast (BENCHMARKS.md, "Design figures").
 
 This architecture is the same Thinc model (same weights, serialization, listeners, mixed
 precision) with another forward: each document is tokenized once, by the pipeline's own fast
@@ -14,19 +14,16 @@ apart, start and end on spaCy tokens (as ``spacy_crf_ner.wordpiece_strided_spans
 windows' inputs are slices of the document's pieces, and the alignment of tokens to pieces
 is computed from the pieces' character offsets with NumPy.
 """
-import copy
 from dataclasses import dataclass
-from functools import partial
 from typing import List, Optional, Tuple
 
 import numpy
 from spacy.attrs import IDX, LENGTH
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model
-from thinc.types import Ragged
 
-from ..transformer_windows import windows_from_counts
+from .windows import check_window, piece_owners, windows_from_counts
 
 
 @dataclass
@@ -95,10 +92,7 @@ class WindowEncoder:
             tokens = enc.tokens
             columns = doc.to_array([IDX, LENGTH]).astype("int64")
             starts, ends = columns[:, 0], columns[:, 0] + columns[:, 1]
-            # The token holding each piece's first character; a piece that starts in the
-            # whitespace after a token belongs to the next token.
-            owner = (numpy.searchsorted(starts, offsets[:, 0], side="right") - 1).clip(0, n - 1)
-            owner += (offsets[:, 0] >= ends[owner]) & (owner < n - 1)
+            owner = piece_owners(starts, ends, offsets)
             alignable = offsets[:, 1] > offsets[:, 0]  # zero-width pieces feed no token
             counts = numpy.bincount(owner, minlength=n)
             cum = numpy.concatenate([[0], numpy.cumsum(counts)])
@@ -142,110 +136,6 @@ class WindowEncoder:
         )
 
 
-def windowed_forward(model: "WindowedTransformerModel", docs: List[Doc], is_train: bool):
-    """Windows -> Hugging Face model -> ``FullTransformerBatch``, as spacy-transformers'
-    forward returns it, so its pipe, listeners and backprop work unchanged."""
-    from spacy_transformers.data_classes import FullTransformerBatch, WordpieceBatch
-    from spacy_transformers.util import maybe_flush_pytorch_cache
-
-    docs = list(docs)
-    # spacy-transformers' optional cache flushing (attrs["flush_cache_chance"], default 0).
-    # It draws from Python's `random` on every call, as TransformerModel.v3 does, so
-    # training shuffles the same way under either model.
-    maybe_flush_pytorch_cache(chance=model.attrs.get("flush_cache_chance", 0))
-    windows = model.encode_windows(docs)
-    if not windows.lengths:  # no tokens in any doc
-        return FullTransformerBatch.empty(len(docs)), lambda d_output: docs
-    wordpieces = WordpieceBatch(
-        strings=windows.strings,
-        input_ids=windows.input_ids,
-        attention_mask=windows.attention_mask,
-        lengths=windows.lengths,
-        token_type_ids=windows.token_type_ids,
-    )
-    model_output, backprop_tensors = model.layers[0](wordpieces, is_train)
-    output = FullTransformerBatch(
-        spans=_as_spans(docs, windows.ranges),
-        wordpieces=wordpieces,
-        model_output=model_output,
-        align=Ragged(windows.align_data, windows.align_lengths),
-    )
-
-    def backprop(d_output) -> List[Doc]:
-        backprop_tensors(d_output.model_output)
-        return docs
-
-    return output, backprop
-
-
-def _as_spans(docs: List[Doc], ranges: List[List[Tuple[int, int]]]) -> List[List[Span]]:
-    return [[doc[s:e] for s, e in doc_ranges] for doc, doc_ranges in zip(docs, ranges)]
-
-
-def windowed_spans(model: "WindowedTransformerModel", docs: List[Doc]) -> List[List[Span]]:
-    """The windows as spans (``attrs["get_spans"]``, read by spacy-transformers' init)."""
-    return _as_spans(docs, model.encode_windows(docs).ranges)
-
-
-_CLASS: list = []
-
-
-def _model_class():
-    """Defined on first use: importing this module needs neither torch nor
-    spacy-transformers (an optional dependency)."""
-    if _CLASS:
-        return _CLASS[0]
-    from spacy_transformers.layers.transformer_model import TransformerModel
-
-    class _WindowedTransformerModel(TransformerModel):
-        """spacy-transformers' ``TransformerModel`` with ``windowed_forward``."""
-
-        def __init__(self, name: str, window: int, stride: int, tokenizer_config: dict = {},
-                     transformer_config: dict = {}, mixed_precision: bool = False,
-                     grad_scaler_config: dict = {}):
-            super().__init__(name, None, tokenizer_config, transformer_config,
-                             mixed_precision, grad_scaler_config)
-            self._func = windowed_forward
-            self.attrs["window"], self.attrs["stride"] = window, stride
-            self.attrs["get_spans"] = partial(windowed_spans, self)
-            self._window_encoder = (None, None)
-
-        def encode_windows(self, docs: List[Doc]) -> EncodedWindows:
-            tokenizer = self.tokenizer  # replaced by initialize() and by loading
-            if tokenizer is None:
-                raise ValueError("the transformer is not initialized yet: call "
-                                 "nlp.initialize() or load a trained pipeline")
-            if self._window_encoder[0] is not tokenizer:
-                self._window_encoder = (tokenizer, WindowEncoder(tokenizer))
-            return self._window_encoder[1].encode(list(docs), self.attrs["window"],
-                                                  self.attrs["stride"])
-
-        def copy(self):
-            """Like ``TransformerModel.copy``, keeping this class (and so this forward)."""
-            copied = type(self)(self.attrs["name"], self.attrs["window"], self.attrs["stride"])
-            params = {n: self.get_param(n) if self.has_param(n) else None
-                      for n in self.param_names}
-            copied.params = copy.deepcopy(params)
-            copied.dims = copy.deepcopy(self._dims)
-            copied.layers[0] = copy.deepcopy(self.layers[0])
-            for n in self.grad_names:
-                copied.set_grad(n, self.get_grad(n).copy())
-            return copied
-
-    _WindowedTransformerModel.__name__ = _WindowedTransformerModel.__qualname__ = \
-        "WindowedTransformerModel"
-    _CLASS.append(_WindowedTransformerModel)
-    return _WindowedTransformerModel
-
-
-def __getattr__(name: str):
-    # ``WindowedTransformerModel`` as a module attribute, built on first access (pickle
-    # finds the class of a pickled model this way).
-    if name == "WindowedTransformerModel":
-        return _model_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @registry.architectures("spacy_crf_ner.WindowedTransformerModel.v1")
 def build_windowed_transformer_model(
     name: str,
@@ -260,7 +150,8 @@ def build_windowed_transformer_model(
     ``stride`` pieces apart (EDS-NLP's layout), for spacy-transformers' ``transformer``
     component and its listeners. Drop-in for ``spacy-transformers.TransformerModel.v3`` with
     ``spacy_crf_ner.wordpiece_strided_spans.v1``, with one tokenization per document."""
-    if not 0 < stride <= window:
-        raise ValueError(f"need 0 < stride <= window, got window={window}, stride={stride}")
-    return _model_class()(name, window, stride, tokenizer_config, transformer_config,
-                          mixed_precision, grad_scaler_config)
+    check_window(window, stride)
+    from .model_class import WindowedTransformerModel
+
+    return WindowedTransformerModel(name, window, stride, tokenizer_config, transformer_config,
+                                    mixed_precision, grad_scaler_config)

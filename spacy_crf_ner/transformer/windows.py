@@ -2,8 +2,8 @@
 
 spacy-transformers' ``strided_spans.v1`` counts its window in spaCy tokens, so a window of
 128 tokens holds anywhere from 128 to several hundred word pieces (biomedical words split a
-lot), and every window of a batch is padded to the longest one. On NCBI disease a third of
-what the transformer computes is padding. This getter cuts windows of at most ``window``
+lot), and every window of a batch is padded to the longest one, so much of what the
+transformer computes is padding (BENCHMARKS.md, "Design figures"). This getter cuts windows of at most ``window``
 word pieces (plus the model's special tokens), ``stride`` pieces apart, as EDS-NLP does, so
 windows are full and of nearly equal length. Windows still start and end on spaCy tokens,
 and every token is covered.
@@ -12,6 +12,7 @@ from functools import lru_cache, partial
 from typing import Callable, Iterable, List
 
 import numpy
+from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc, Span
 
 
@@ -19,9 +20,25 @@ from spacy.tokens import Doc, Span
 def _load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    from .transformer_name import resolve_transformer_name
+    from .name import resolve_transformer_name
 
     return AutoTokenizer.from_pretrained(resolve_transformer_name(name), use_fast=True)
+
+
+def piece_owners(token_starts: numpy.ndarray, token_ends: numpy.ndarray,
+                 piece_offsets: numpy.ndarray) -> numpy.ndarray:
+    """The spaCy token that owns each word piece [n_pieces], from character offsets.
+
+    ``token_starts``/``token_ends``: [n_tokens] character offsets of the tokens (n_tokens >= 1);
+    ``piece_offsets``: [n_pieces, 2] (start, end) of each piece. A piece belongs to the token
+    holding its first character; a piece that starts in the whitespace after a token belongs to
+    the next token. This one rule decides both where windows are cut and which pieces feed
+    which token.
+    """
+    n = len(token_starts)
+    owner = (numpy.searchsorted(token_starts, piece_offsets[:, 0], side="right") - 1).clip(0, n - 1)
+    owner += (piece_offsets[:, 0] >= token_ends[owner]) & (owner < n - 1)
+    return owner
 
 
 def piece_counts(tokenizer, doc: Doc) -> numpy.ndarray:
@@ -29,10 +46,16 @@ def piece_counts(tokenizer, doc: Doc) -> numpy.ndarray:
     if not len(doc):
         return numpy.zeros((0,), dtype="int64")
     enc = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    starts = numpy.asarray([s for s, e in enc["offset_mapping"] if e > s], dtype="int64")
-    token_starts = numpy.asarray([t.idx for t in doc], dtype="int64")
-    owner = numpy.searchsorted(token_starts, starts, side="right") - 1
-    return numpy.bincount(owner.clip(min=0), minlength=len(doc))
+    offsets = numpy.asarray(enc["offset_mapping"], dtype="int64").reshape(-1, 2)
+    columns = doc.to_array([IDX, LENGTH]).astype("int64")
+    owner = piece_owners(columns[:, 0], columns[:, 0] + columns[:, 1], offsets)
+    return numpy.bincount(owner, minlength=len(doc))
+
+
+def check_window(window: int, stride: int) -> None:
+    """Windows must advance and leave no token out: 0 < stride <= window."""
+    if not 0 < stride <= window:
+        raise ValueError(f"need 0 < stride <= window, got window={window}, stride={stride}")
 
 
 def windows_from_counts(counts: numpy.ndarray, window: int, stride: int) -> List[tuple]:
@@ -68,6 +91,5 @@ def configure_wordpiece_strided_spans(
 ) -> Callable[[Iterable[Doc]], List[List[Span]]]:
     """Span getter for spacy-transformers: windows of at most ``window`` word pieces of the
     tokenizer of ``name`` (same value as the transformer's name), ``stride`` pieces apart."""
-    if not 0 < stride <= window:
-        raise ValueError(f"need 0 < stride <= window, got window={window}, stride={stride}")
+    check_window(window, stride)
     return partial(get_wordpiece_strided_spans, name=name, window=window, stride=stride)
