@@ -100,6 +100,39 @@ def timed_passes(run_pass: Callable[[], object], repeats: int) -> Tuple[object, 
     return output, runs
 
 
+def time_parts(nlp, texts, batch_size: int) -> dict:
+    """Seconds of one pass, component by component: tokenizer, transformer, crf_ner model,
+    CRF decoding (Viterbi + span confidences), set_annotations, anything else."""
+    ner = nlp.get_pipe("crf_ner")
+    parts = {"tokenizer": 0.0, "transformer": 0.0, "crf_ner_model": 0.0, "crf_decode": 0.0,
+             "set_annotations": 0.0, "other": 0.0}
+    for i in range(0, len(texts), batch_size):
+        t0 = time.perf_counter()
+        docs = [nlp.make_doc(text) for text in texts[i : i + batch_size]]
+        parts["tokenizer"] += time.perf_counter() - t0
+        for name, proc in nlp.pipeline:
+            t0 = time.perf_counter()
+            if name == "crf_ner":
+                emissions, lengths = ner.model.predict(docs)
+                t1 = time.perf_counter()
+                predictions = ner.decode((emissions, lengths))
+                t2 = time.perf_counter()
+                ner.set_annotations(docs, predictions)
+                parts["crf_ner_model"] += t1 - t0
+                parts["crf_decode"] += t2 - t1
+                parts["set_annotations"] += time.perf_counter() - t2
+            else:
+                if hasattr(proc, "pipe"):
+                    docs = list(proc.pipe(docs, batch_size=batch_size))
+                else:  # plain callables such as doc_cleaner
+                    docs = [proc(doc) for doc in docs]
+                key = "transformer" if name == "transformer" else "other"
+                parts[key] += time.perf_counter() - t0
+    total = sum(parts.values())
+    return {"seconds": {k: round(v, 3) for k, v in parts.items()},
+            "share": {k: round(v / total, 4) for k, v in parts.items()}}
+
+
 def infer_summary(runs: List[float], words: int, n_docs: int, **extra) -> Dict:
     median = statistics.median(runs)
     return {"docs": n_docs, "words": words, "runs_s": [round(r, 3) for r in runs],

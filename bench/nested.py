@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
+from spacy_crf_ner.data.brackets import parse_brackets
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"transformer": REPO / "configs" / "config.cfg",
            "tok2vec": REPO / "configs" / "config_tok2vec.cfg"}
@@ -55,24 +57,6 @@ WORDS = {
     "year": ["2012", "2015", "2019", "2021"],
 }
 Entity = Tuple[int, int, str]
-
-
-def parse_brackets(marked: str) -> Tuple[str, List[Entity]]:
-    """'[X a [X b]]' -> ('a b', [(0, 3, 'X'), (2, 3, 'X')])."""
-    text, stack, ents, i = "", [], [], 0
-    while i < len(marked):
-        if marked[i] == "[":
-            label_end = marked.index(" ", i)
-            stack.append((len(text), marked[i + 1 : label_end]))
-            i = label_end + 1
-        elif marked[i] == "]":
-            start, label = stack.pop()
-            ents.append((start, len(text), label))
-            i += 1
-        else:
-            text += marked[i]
-            i += 1
-    return text, ents
 
 
 def make_note(rng: random.Random) -> Tuple[str, List[Entity]]:
@@ -177,10 +161,7 @@ def main() -> None:
         train_docs = DocBin().from_disk(work / "train.spacy").get_docs(nlp.vocab)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            counts = {"gold_spans": 0, "same_label_crossing": 0, "nested_too_deep": 0,
-                      "misaligned": 0, "unknown_label": 0}
-            for doc in train_docs:
-                ner._gold_tags(Example(nlp.make_doc(doc.text), doc), counts)
+            counts = ner.count_gold(Example(nlp.make_doc(doc.text), doc) for doc in train_docs)
         results[f"depth{d}"].update(
             all=prf(gold, pred), outer=prf(gold_outer, pred_outer), inner=prf(gold_inner, pred_inner),
             train_gold=counts,

@@ -11,6 +11,8 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
 
+from spacy_crf_ner.data.brackets import parse_brackets
+
 ANATOMY = ["breast", "lung", "colon", "liver", "skin", "prostate", "kidney"]
 DISEASE_HEAD = ["cancer", "carcinoma", "tumour", "metastasis", "lesion"]
 DRUG = ["aspirin", "tamoxifen", "metformin", "paracetamol", "cisplatin"]
@@ -105,25 +107,6 @@ NESTED_WORDS = {
     "organ2": ["lung", "kidney", "breast", "ovary"],
     "drug": ["aspirin", "heparin", "insulin", "tamoxifen"],
 }
-
-
-def parse_brackets(marked: str) -> Tuple[str, List[Entity]]:
-    """'[X a [X b]]' -> ('a b', [(0, 3, 'X'), (2, 3, 'X')]) (char offsets, sorted)."""
-    text, stack, ents = "", [], []
-    i = 0
-    while i < len(marked):
-        if marked[i] == "[":
-            label_end = marked.index(" ", i)
-            stack.append((len(text), marked[i + 1 : label_end]))
-            i = label_end + 1
-        elif marked[i] == "]":
-            start, label = stack.pop()
-            ents.append((start, len(text), label))
-            i += 1
-        else:
-            text += marked[i]
-            i += 1
-    return text, sorted(ents)
 
 
 def make_nested_corpus(n_docs: int, seed: int = 0) -> List[Tuple[str, List[Entity]]]:
