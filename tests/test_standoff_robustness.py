@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import spacy
-from spacy.tokens import DocBin
+from spacy.tokens import DocBin, Span
 from typer.testing import CliRunner
 
 from spacy_crf_ner.cli import _register_commands, app
@@ -218,3 +218,70 @@ def test_txt_name_case_is_kept_by_reader_and_writer(tmp_path):
     write_standoff(docs, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["UPPER.TXT", "UPPER.ann"]
     DocBin(docs=docs, store_user_data=True).to_bytes()
+
+
+# 6, 3, 4, 10: predict -------------------------------------------------------------------
+@spacy.Language.component("test_marks_first_token_fails_on_boom")
+def _marks_first_token_fails_on_boom(doc):
+    """A stand-in pipeline: marks the first token as an entity, raises on 'BOOM'."""
+    if "BOOM" in doc.text:
+        raise RuntimeError("cannot process this text")
+    doc.spans["sc"] = [Span(doc, 0, 1, label="X")] if len(doc) else []
+    return doc
+
+
+@pytest.fixture(scope="module")
+def marking_model(tmp_path_factory):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("test_marks_first_token_fails_on_boom")
+    path = tmp_path_factory.mktemp("model") / "model"
+    nlp.to_disk(path)
+    return path
+
+
+def predict(*args):
+    return CliRunner().invoke(app, ["predict", *map(str, args), "--no-progress"])
+
+
+@pytest.mark.parametrize("batch_size", ["1", "3"])
+def test_predict_skips_bad_records_and_writes_the_rest(marking_model, tmp_path, batch_size):
+    lines = [
+        '\ufeff{"id": "first", "text": "aspirin given"}',  # a UTF-8 BOM on the first line
+        '{"id": "surrogate", "text": "bad \\ud800 text"}',
+        '{"id": "boom", "text": "BOOM here"}',
+        '{"id": "ok2", "text": "headache later"}',
+        '{"id": "ok3", "text": "more text"}',
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = predict(marking_model, src, out, "--batch-size", batch_size)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "Skipped inputs: 2" in result.output
+    assert "not_encodable: 1" in result.output and "pipeline_error: 1" in result.output
+    assert "in.jsonl:2:" in result.output and "boom.txt: the pipeline failed" in result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "first.ann", "first.txt", "ok2.ann", "ok2.txt", "ok3.ann", "ok3.txt"]
+    assert (out / "first.ann").read_text() == "T1\tX 0 7\taspirin\n"
+    assert "Documents predicted: 3" in result.output
+
+
+def test_predict_folder_keeps_names_and_counts_bad_files(marking_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "UPPER.TXT").write_text("aspirin given")
+    (folder / "doc.txt").write_text("headache")
+    (folder / "doc.TXT").write_text("other")
+    (folder / "link.txt").symlink_to(folder / "nowhere.txt")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(folder / "pipe.txt")
+    out = tmp_path / "out"
+    result = predict(marking_model, folder, out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "UPPER.TXT", "UPPER.ann", "doc.ann", "doc.txt"]
+    assert (out / "doc.txt").read_text() == "headache"
+    assert "case_collision: 1" in result.output
+    assert f"unreadable: {2 if hasattr(os, 'mkfifo') else 1}" in result.output
+    assert "link.txt: broken symbolic link" in result.output
