@@ -9,6 +9,7 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_crf_ner.cli import _register_commands, app
+from spacy_crf_ner.data.writer import one_line
 from synthetic import make_corpus, make_examples, train
 
 _register_commands()
@@ -66,7 +67,8 @@ def read_ann(ann: Path, txt: Path):
         match = T_LINE.match(line)
         assert match, line
         frags = [tuple(map(int, f.split())) for f in match.group(3).split(";")]
-        assert match.group(4) == " ".join(text[s:e] for s, e in frags), line
+        # the text column is the slice with each CR/LF made a space (it must stay one line)
+        assert match.group(4) == one_line(" ".join(text[s:e] for s, e in frags)), line
         ents.append((frags[0][0], frags[-1][1], match.group(2)))
     return ents, notes
 

@@ -9,6 +9,7 @@ coordinates of the original text and are written with :func:`write_standoff`, wi
 files are copied byte for byte. Inputs that cannot be read are skipped, counted and
 reported; they never stop the run.
 """
+import codecs
 import json
 import re
 import shutil
@@ -68,17 +69,28 @@ def _detect_format(path: Path) -> str:
 
 
 def _folder_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
-    """Every ``.txt`` under ``path`` (or ``path`` itself), decoded as UTF-8 and unchanged."""
-    from ..data import find_standoff_files
+    """Every ``.txt`` under ``path`` (or ``path`` itself), decoded as UTF-8 and unchanged.
 
-    entries = [e for e in find_standoff_files(path) if e.txt is not None]
+    Files that cannot be read (broken links, FIFOs, permissions), that are not UTF-8, or
+    whose name differs from another input's only by the case of its suffix are skipped and
+    counted.
+    """
+    from ..data import find_standoff_files
+    from ..data.reader import read_file_bytes
+
+    entries = find_standoff_files(path)
+    collisions = [(e, extra) for e in entries for extra in e.extra
+                  if extra.suffix.lower() == ".txt"]
+    entries = [e for e in entries if e.txt is not None]
 
     def generate() -> Iterator[_Input]:
+        for entry, extra in collisions:
+            skips.add("case_collision", f"{entry.stem + extra.suffix}: name differs from "
+                                        f"{entry.txt.name} only by case; skipped")
         for entry in entries:
-            try:
-                data = entry.txt.read_bytes()
-            except OSError as err:
-                skips.add("unreadable", f"{entry.source}: cannot read ({err})")
+            data, why = read_file_bytes(entry.txt)
+            if data is None:
+                skips.add("unreadable", f"{entry.source}: {why}; skipped")
                 continue
             try:
                 text = data.decode("utf-8")
@@ -89,7 +101,7 @@ def _folder_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
                 continue
             yield _Input(entry.source, text, entry.txt)
 
-    return len(entries), generate()
+    return len(entries) + len(collisions), generate()
 
 
 _UNSAFE = re.compile(r"[^\w.\-]+")
@@ -109,6 +121,8 @@ def _jsonl_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
         used: Dict[str, int] = {}
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, start=1):
+                if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8):]
                 if not raw.strip():
                     continue
                 where = f"{path.name}:{lineno}"
@@ -127,6 +141,12 @@ def _jsonl_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
                 if not isinstance(text, str):
                     reason = "no_text" if text is None else "text_not_a_string"
                     skips.add(reason, f"{where}: no string \"text\" field; skipped")
+                    continue
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as err:  # a lone surrogate such as "\\ud800"
+                    skips.add("not_encodable", f"{where}: \"text\" has {err.reason} at "
+                                               f"character {err.start}; skipped")
                     continue
                 ident = record.get("id", record.get("name"))
                 name = _safe_name(ident) if ident is not None else ""
@@ -243,9 +263,10 @@ def predict(
     if not items:
         _echo_skips(skips)
         fail(f"none of the {total} input(s) in {input_path} could be read")
-    parts: List[Tuple[str, dict]] = []
+    parts_by_source: Dict[str, List[Tuple[str, dict]]] = {}
     for item in items:
-        parts.extend(_parts(nlp, item, split_regex, max_length))
+        parts_by_source[item.source] = _parts(nlp, item, split_regex, max_length)
+    parts = [part for source_parts in parts_by_source.values() for part in source_parts]
     raised = allow_length(nlp, [text for text, _ in parts])
     if raised:
         typer.echo(f"Note: nlp.max_length raised to {raised} for the longest text "
@@ -260,47 +281,42 @@ def predict(
     saw_key = False
     bar = tqdm(total=len(items), desc="predict", unit="doc", file=sys.stderr,
                disable=not progress)
-    pending: List = []
 
-    def flush() -> None:
-        nonlocal n_docs
-        if not pending:
-            return
-        source = pending[0].user_data["standoff"]["source"]
+    def write(source: str, docs: List) -> None:
+        nonlocal n_docs, n_words, saw_key
         item = by_source[source]
-        report = write_standoff(pending, output_dir, span_key, write_text=item.copy_from is None,
-                                write_scores=scores)
-        if item.copy_from is not None:
-            shutil.copyfile(item.copy_from, output_dir / source)
+        try:
+            report = write_standoff(docs, output_dir, span_key,
+                                    write_text=item.copy_from is None, write_scores=scores)
+            if item.copy_from is not None:
+                shutil.copyfile(item.copy_from, output_dir / source)
+        except OSError as err:
+            bar.close()
+            fail(f"cannot write to {output_dir}: {err}")
+        for doc in docs:
+            n_words += len(doc)
+            spans = get_spans(doc, span_key)
+            saw_key = saw_key or span_key == "ents" or span_key in doc.spans
+            labels.update(span.label_ for span in spans)
         for name, value in report.to_dict().items():
             if isinstance(value, int):
                 write_counts[name] += value
         issues.extend(str(issue) for issue in report.issues)
         n_docs += 1
-        pending.clear()
+        bar.update(1)
+
+    def fail_source(source: str, err: Exception) -> None:
+        skips.add("pipeline_error", f"{source}: the pipeline failed on this text "
+                                    f"({type(err).__name__}: {err}); skipped")
         bar.update(1)
 
     started = time.perf_counter()
-    try:
-        for doc, prov in nlp.pipe(parts, as_tuples=True, batch_size=batch_size,
-                                  n_process=n_process):
-            doc.user_data["standoff"] = dict(prov)
-            n_words += len(doc)
-            spans = get_spans(doc, span_key)
-            saw_key = saw_key or span_key == "ents" or span_key in doc.spans
-            labels.update(span.label_ for span in spans)
-            if pending and pending[0].user_data["standoff"]["source"] != prov["source"]:
-                flush()
-            pending.append(doc)
-        flush()
-    except OSError as err:
-        bar.close()
-        fail(f"cannot write to {output_dir}: {err}")
-    except Exception as err:
-        bar.close()
-        fail(f"the pipeline failed: {type(err).__name__}: {err}")
+    _run_pipeline(nlp, parts_by_source, batch_size, n_process, write, fail_source)
     bar.close()
     seconds = time.perf_counter() - started
+    if n_docs == 0:
+        _echo_skips(skips)
+        fail(f"none of the {total} input(s) in {input_path} could be predicted")
 
     if not saw_key and parts:
         typer.echo(f"Warning: the pipeline wrote no span group {span_key!r}; see --span-key",
@@ -317,6 +333,52 @@ def predict(
         typer.echo(f"  {label.ljust(width)}  {n}")
     _echo_skips(skips)
     typer.echo(f"Written to {output_dir}")
+
+
+def _run_pipeline(nlp, parts_by_source: Dict[str, List[Tuple[str, dict]]], batch_size: int,
+                  n_process: int, write, fail_source) -> None:
+    """Run ``nlp.pipe`` over every part and call ``write(source, docs)`` once per source.
+
+    One text that makes the pipeline raise must not stop the run: when the stream raises,
+    the sources of the batch it was on are run alone, each either written or passed to
+    ``fail_source``, and the stream restarts after them. Without failures this is a single
+    ``nlp.pipe`` call, batched across sources.
+    """
+    queue = list(parts_by_source)
+    while queue:
+        stream = ((part, prov) for source in list(queue) for part, prov in parts_by_source[source])
+        pending: List = []
+        try:
+            for doc, prov in nlp.pipe(stream, as_tuples=True, batch_size=batch_size,
+                                      n_process=n_process):
+                doc.user_data["standoff"] = dict(prov)
+                pending.append(doc)
+                source = prov["source"]
+                if len(pending) == len(parts_by_source[source]):
+                    queue.remove(source)
+                    write(source, pending)
+                    pending = []
+            return
+        except typer.Exit:  # fail() while writing: the output is unusable, stop
+            raise
+        except Exception:  # noqa: BLE001 - reported per source below
+            suspects, n = [], 0
+            for source in queue:
+                if n >= batch_size:
+                    break
+                suspects.append(source)
+                n += len(parts_by_source[source])
+            for source in suspects:
+                queue.remove(source)
+                source_parts = parts_by_source[source]
+                try:
+                    docs = list(nlp.pipe((p for p, _ in source_parts), batch_size=batch_size))
+                except Exception as err:  # noqa: BLE001 - counted as a skipped input
+                    fail_source(source, err)
+                    continue
+                for doc, (_, prov) in zip(docs, source_parts):
+                    doc.user_data["standoff"] = dict(prov)
+                write(source, docs)
 
 
 def _echo_skips(skips: _Skips) -> None:

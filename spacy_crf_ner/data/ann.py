@@ -12,6 +12,8 @@ from typing import List, Optional, Tuple, Union
 from .report import StandoffIssue
 
 _INT = re.compile(r"[0-9]+")
+# Line ends as BRAT tools read them: LF, CRLF or a lone CR (other Unicode separators are text).
+_LINE_END = re.compile(r"\r\n|\r|\n")
 OTHER_TYPES = ("N", "R", "E", "*")
 
 
@@ -106,19 +108,34 @@ def _refs(kind: str, head: str, args: List[str]) -> Tuple[str, ...]:
 def parse_ann(text: str) -> AnnDocument:
     """Parse ``.ann`` content (already decoded) into an :class:`AnnDocument`.
 
-    Lines are split on ``\\n`` only (a trailing ``\\r`` is removed, a leading BOM too), so
-    unusual Unicode line separators inside entity texts do not break lines apart.
+    Lines end with ``\\n``, ``\\r\\n`` or a lone ``\\r`` (as BRAT tools split them; a
+    leading BOM is removed); unusual Unicode line separators inside entity texts do not
+    break lines apart. A line indented by spaces or tabs is malformed (counted as a
+    malformed line of its type, e.g. a malformed T line), since BRAT ids start the line.
     """
     out = AnnDocument()
     if text.startswith("\ufeff"):
         text = text[1:]
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.endswith("\r"):
-            line = line[:-1]
+    for number, line in enumerate(_LINE_END.split(text), start=1):
         if not line.strip():
             continue
         kind = line[0]
         fields = line.split("\t", 2)
+        if kind in " \t":
+            kind = line.lstrip(" \t")[0]
+            if kind == "T":
+                out.t_lines += 1
+                out.malformed_t_lines += 1
+                code = "malformed_entity"
+            elif kind in ("A", "M", "#") + OTHER_TYPES:
+                out.malformed_other_lines += 1
+                code = "malformed_line"
+            else:
+                out.unknown_lines += 1
+                code = "unknown_line_type"
+            out.issues.append(StandoffIssue(
+                code, f"line starts with whitespace before its id: {line[:60]!r}", line=number))
+            continue
         if kind == "T":
             out.t_lines += 1
             entity, problem = _parse_entity(fields, number)

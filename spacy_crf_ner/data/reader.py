@@ -7,9 +7,12 @@ Attributes, notes, discontinuous fragments and ``N``/``R``/``E``/``*`` lines are
 problem is counted in a :class:`ConversionReport` and located by file and line; with
 ``strict=True`` the first problem raises :class:`StandoffError` instead.
 """
+import codecs
 import os
+import re
+import stat
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Union
 
@@ -21,6 +24,7 @@ from .ann import AnnDocument, AnnEntity, parse_ann
 from .meta import ANNOTATIONS_KEY, PROVENANCE_KEY
 from .report import ConversionReport, StandoffError, StandoffIssue
 from .split import DEFAULT_SPLIT_REGEX, split_doc
+from .writer import one_line
 
 DISCONTINUOUS_POLICIES = ("split", "cover", "skip")
 ALIGNMENT_POLICIES = ("split_tokens", "expand", "contract", "strict")
@@ -66,6 +70,13 @@ class StandoffOptions:
             raise ValueError(f"max_length={self.max_length} must be >= 0")
         if not self.span_key:
             raise ValueError("span_key must be a non-empty string")
+        if isinstance(self.split_regex, str) and self.split_regex:
+            try:
+                re.compile(self.split_regex)
+            except re.error as err:
+                raise ValueError(
+                    f"split_regex {self.split_regex!r} is not a valid regular expression: {err}"
+                ) from None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "StandoffOptions":
@@ -81,21 +92,34 @@ class StandoffOptions:
 # ---------------------------------------------------------------------------------------
 @dataclass
 class StandoffFile:
-    """A document of the corpus: relative stem (``sub/name``) and its .txt/.ann paths."""
+    """A document of the corpus: relative stem (``sub/name``) and its .txt/.ann paths.
+
+    ``extra`` holds further files with the same stem whose suffix differs only by case
+    (``a.ann`` and ``a.ANN``): they cannot both be paired, so readers skip and count them.
+    """
 
     stem: str
     txt: Optional[Path]
     ann: Optional[Path]
+    extra: List[Path] = field(default_factory=list)
 
     @property
     def source(self) -> str:
-        return self.stem + ".txt"
+        """The text's relative path, with the input's own suffix (``UPPER.TXT`` stays so)."""
+        return self.stem + (self.txt.suffix if self.txt is not None else ".txt")
+
+
+def _pairing_order(file: Path) -> Tuple[bool, str]:
+    """Lower-case suffix first, then by name: which of case-colliding files is paired."""
+    return (file.suffix != file.suffix.lower(), file.name)
 
 
 def find_standoff_files(path: Union[str, Path]) -> List[StandoffFile]:
     """Walk ``path`` recursively (hidden files and folders skipped) and pair .txt with .ann.
 
-    ``path`` may also be a single ``.txt`` or ``.ann`` file. Sorted by relative path.
+    ``path`` may also be a single ``.txt`` or ``.ann`` file. Sorted by relative path. When
+    several files differ only by the case of their suffix (``doc.txt``, ``doc.TXT``), the one
+    with a lower-case suffix (else the first by name) is paired; the others go to ``extra``.
     """
     root = Path(path)
     if root.is_file():
@@ -106,17 +130,54 @@ def find_standoff_files(path: Union[str, Path]) -> List[StandoffFile]:
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             files.extend(Path(folder) / name for name in names if not name.startswith("."))
     pairs: Dict[str, StandoffFile] = {}
-    for file in files:
+    for file in sorted(files, key=_pairing_order):
         suffix = file.suffix.lower()
         if suffix not in (".txt", ".ann"):
             continue
         stem = file.relative_to(base).with_suffix("").as_posix()
         entry = pairs.setdefault(stem, StandoffFile(stem, None, None))
-        if suffix == ".txt":
-            entry.txt = file
+        slot = "txt" if suffix == ".txt" else "ann"
+        if getattr(entry, slot) is None:
+            setattr(entry, slot, file)
         else:
-            entry.ann = file
+            entry.extra.append(file)
     return [pairs[k] for k in sorted(pairs)]
+
+
+def read_file_bytes(path: Path) -> Tuple[Optional[bytes], str]:
+    """The bytes of ``path``, or ``(None, why)`` when it is not a readable regular file.
+
+    Checked before opening, so that a FIFO or device never blocks the run and a broken
+    symbolic link or a permission problem is reported instead of raised.
+    """
+    try:
+        mode = path.stat().st_mode  # follows symbolic links
+    except FileNotFoundError:
+        return None, "broken symbolic link" if path.is_symlink() else "file vanished"
+    except OSError as err:
+        return None, f"cannot stat ({err.strerror or err})"
+    if not stat.S_ISREG(mode):
+        return None, "not a regular file (FIFO, device or folder)"
+    try:
+        return path.read_bytes(), ""
+    except OSError as err:
+        return None, f"cannot read ({err.strerror or err})"
+
+
+# Byte order marks that identify a UTF-16/32 file (UTF-32 first: its LE mark starts like
+# UTF-16's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def bom_encoding(data: bytes) -> Optional[str]:
+    """``"utf-16"``/``"utf-32"`` when ``data`` starts with that byte order mark, else None."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return encoding
+    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,11 +258,34 @@ class StandoffReader:
             raise StandoffError(str(issue), issue)
 
     # -- files ---------------------------------------------------------------------------
-    def _read(self, path: Path, source: str) -> Tuple[Optional[str], Optional[str]]:
-        """Decoded text (None if undecodable) and the undecodable fallback for counting."""
-        data = path.read_bytes()
+    def _read(self, path: Path, source: str) -> Tuple[Optional[str], str]:
+        """Decoded text, or ``(None, fallback)`` with what can still be read of it, so that
+        the T lines of an unusable file are counted as dropped rather than lost.
+
+        A UTF-16/32 file with a byte order mark is decoded as such (counted in
+        ``report.bom_decoded``); NUL bytes without one mean UTF-16/32 without a mark.
+        """
+        data, why = read_file_bytes(path)
+        if data is None:
+            self.warn("unreadable_file", f"{why}; file skipped", source)
+            return None, ""
+        encoding = bom_encoding(data)
+        if encoding is not None:
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError as err:
+                self.warn("decode_error", f"starts with a {encoding} byte order mark but is "
+                          f"not valid {encoding} ({err.reason}); file skipped", source)
+                return None, ""
+            self.report.bom_decoded += 1
+            return text, ""
+        if source.lower().endswith(".ann") and b"\x00" in data:
+            line = data[: data.index(b"\x00")].count(b"\n") + 1
+            self.warn("decode_error", "contains NUL bytes (UTF-16/32 without a byte order "
+                      "mark?); file skipped", source, line)
+            return None, data.replace(b"\x00", b"").decode(self.options.encoding, "replace")
         try:
-            return data.decode(self.options.encoding), None
+            return data.decode(self.options.encoding), ""
         except UnicodeDecodeError as err:
             line = data[: err.start].count(b"\n") + 1
             self.warn(
@@ -213,19 +297,39 @@ class StandoffReader:
             )
             return None, data.decode(self.options.encoding, errors="replace")
 
+    def _skip_extra(self, entry: StandoffFile) -> None:
+        """Count the files that collide with the paired ones by the case of their suffix."""
+        for extra in entry.extra:
+            is_ann = extra.suffix.lower() == ".ann"
+            paired = entry.ann if is_ann else entry.txt
+            name = entry.stem + extra.suffix
+            if is_ann:
+                self.report.ann_files += 1
+            else:
+                self.report.txt_files += 1
+            self.report.files_skipped["case_collision"] += 1
+            self.warn("case_collision", f"name differs from {paired.name} only by case; "
+                      f"{paired.name} is used and this file skipped", name)
+            if is_ann:
+                ann_text, fallback = self._read(extra, name)
+                self._drop_all(parse_ann(ann_text if ann_text is not None else fallback),
+                               "case_collision")
+
     def read_file(self, entry: StandoffFile) -> List[Doc]:
         """Convert one corpus entry (any of .txt/.ann possibly missing)."""
         rep = self.report
         ann_name = entry.stem + ".ann"
+        self._skip_extra(entry)
         if entry.txt is not None:
             rep.txt_files += 1
         if entry.ann is not None:
             rep.ann_files += 1
         ann_text: Optional[str] = ""
         if entry.ann is not None:
+            ann_name = entry.stem + entry.ann.suffix
             ann_text, fallback = self._read(entry.ann, ann_name)
             if ann_text is None:
-                self._drop_all(parse_ann(fallback or ""), "unreadable_file")
+                self._drop_all(parse_ann(fallback), "unreadable_file")
                 rep.files_skipped["unreadable"] += 1
                 return []
         if entry.txt is None:
@@ -388,7 +492,8 @@ class StandoffReader:
         if ent.text is None:
             return
         expected = " ".join(text[s:e] for s, e in ent.fragments)
-        if ent.text != expected:
+        # A text column cannot hold a line break: writers put a space for each CR/LF.
+        if ent.text != expected and ent.text != one_line(expected):
             self.report.text_mismatches += 1
             self.warn(
                 "text_mismatch",

@@ -17,7 +17,8 @@ DROP_REASONS = {
     "misaligned": "boundaries not on token boundaries under alignment='strict' "
     "(or nothing left after 'contract'/'expand')",
     "missing_txt": ".ann file without a .txt file",
-    "unreadable_file": ".txt or .ann file that cannot be decoded",
+    "unreadable_file": ".txt or .ann file that cannot be read or decoded",
+    "case_collision": ".ann file whose name differs from the paired one only by case",
     "empty_text": "entity of an empty .txt file",
 }
 
@@ -70,6 +71,7 @@ class ConversionReport:
     parts: int = 0  # Docs produced (a document split by split_doc gives several)
     txt_only: int = 0  # .txt without .ann (kept as Docs without entities, or skipped)
     empty_ann: int = 0  # empty .ann files (valid: a document without annotations)
+    bom_decoded: int = 0  # files decoded as UTF-16/32 from their byte order mark
     files_skipped: Counter = field(default_factory=Counter)  # by reason
     # entities
     t_lines: int = 0
@@ -194,6 +196,7 @@ class ConversionReport:
             ("docs written (parts)", str(self.parts)),
             ("  .txt without .ann", str(self.txt_only)),
             ("  empty .ann", str(self.empty_ann)),
+            ("  decoded as UTF-16/32 (BOM)", str(self.bom_decoded)),
         ]
         for reason, n in sorted(self.files_skipped.items()):
             rows.append((f"  files skipped: {reason}", str(n)))

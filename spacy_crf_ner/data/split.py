@@ -11,6 +11,7 @@ import re
 from bisect import bisect_left, bisect_right
 from typing import Any, Dict, List, Optional, Pattern, Sequence, Tuple, Union
 
+from spacy.attrs import ENT_IOB
 from spacy.tokens import Doc, Span, SpanGroup
 
 from .meta import ANNOTATIONS_KEY, PROVENANCE_KEY, get_annotations, get_provenance
@@ -139,6 +140,37 @@ def _slice_attrs(attrs: Dict[str, Any], size: int, keep: Sequence[int]) -> Dict[
     return out
 
 
+def _slice_docs(doc: Doc, ranges: List[Tuple[int, int]]) -> List[Doc]:
+    """One Doc per token range, with the token annotations (and entities) of that range.
+
+    ``Span.as_doc`` reads the whole Doc again (its array and all its entities) for every
+    part, which makes splitting quadratic when a document has many parts; here the array is
+    read once, so the work is linear in the document length. Cuts never cross an entity.
+    Docs with a dependency parse keep ``as_doc``, which re-roots heads outside the part.
+    """
+    array_head = Doc._get_array_attrs()
+    array = doc.to_array(array_head)
+    if doc.has_annotation("DEP"):
+        return [doc[a:b].as_doc(array_head=array_head, array=array) for a, b in ranges]
+    iob_col = array_head.index(ENT_IOB)
+    parts = []
+    for a, b in ranges:
+        tokens = doc[a:b]
+        part = Doc(doc.vocab, words=[t.text for t in tokens],
+                   spaces=[bool(t.whitespace_) for t in tokens])
+        rows = array[a:b].copy()
+        if len(rows) and rows[0][iob_col] == 1:  # an entity cannot start with I
+            rows[0][iob_col] = 3
+        part.from_array(array_head, rows)
+        part.user_hooks = doc.user_hooks
+        part.user_span_hooks = doc.user_span_hooks
+        part.user_token_hooks = doc.user_token_hooks
+        if doc.tensor is not None and len(doc.tensor):
+            part.tensor = doc.tensor[a:b]
+        parts.append(part)
+    return parts
+
+
 def _make_parts(doc: Doc, ranges: List[Tuple[int, int]]) -> List[Doc]:
     starts = [a for a, _ in ranges]
     n = len(doc)
@@ -148,7 +180,7 @@ def _make_parts(doc: Doc, ranges: List[Tuple[int, int]]) -> List[Doc]:
 
     prov = get_provenance(doc)
     annotations = get_annotations(doc)
-    parts = [doc[a:b].as_doc() for a, b in ranges]
+    parts = _slice_docs(doc, ranges)
     ids_per_part: List[set] = [set() for _ in parts]
     for key, group in doc.spans.items():
         members: List[List[int]] = [[] for _ in parts]
@@ -184,13 +216,14 @@ def _make_parts(doc: Doc, ranges: List[Tuple[int, int]]) -> List[Doc]:
         refs = line[3] if len(line) > 3 else ()
         k = next((entity_part[r] for r in refs if r in entity_part), 0)
         others[k].append(list(line))
+    records = annotations["entities"]
+    entities_per_part = [
+        {tid: copy.deepcopy(records[tid]) for tid in sorted(ids) if tid in records}
+        for ids in ids_per_part
+    ]
     base_offset = prov.offset if prov else 0
     for k, (part, (a, _)) in enumerate(zip(parts, ranges)):
-        entities = {
-            tid: copy.deepcopy(rec)
-            for tid, rec in annotations["entities"].items()
-            if tid in ids_per_part[k]
-        }
+        entities = entities_per_part[k]
         if entities or others[k]:
             part.user_data[ANNOTATIONS_KEY] = {"entities": entities, "other_lines": others[k]}
         if prov is not None:

@@ -105,21 +105,28 @@ def _rejoin_fragments(entries: List[_Entry], records: Dict[str, Dict[str, Any]])
 def _split_line_breaks(
     fragments: List[Tuple[int, int]], text: str
 ) -> List[Tuple[int, int]]:
-    """BRAT cannot store a line break inside a fragment: cut fragments around line breaks."""
+    """Cut fragments around the line breaks inside them, as BRAT does.
+
+    Only line breaks between two non-blank pieces cut (the reader merges fragments separated
+    by whitespace back into one span); a fragment that starts or ends on a line break keeps
+    its exact offsets, and only its text column is made single-line (:func:`one_line`).
+    """
     out: List[Tuple[int, int]] = []
     for start, end in fragments:
         piece = text[start:end]
-        if not _LINE_BREAK.search(piece):
-            out.append((start, end))
-            continue
         pos = 0
         for match in _LINE_BREAK.finditer(piece):
-            if match.start() > pos:
-                out.append((start + pos, start + match.start()))
+            if match.start() == 0 or match.end() == len(piece):
+                continue
+            out.append((start + pos, start + match.start()))
             pos = match.end()
-        if pos < len(piece):
-            out.append((start + pos, end))
+        out.append((start + pos, end))
     return out
+
+
+def one_line(text: str) -> str:
+    """A text column for a .ann line: each CR or LF becomes a space (same length)."""
+    return text.replace("\r", " ").replace("\n", " ")
 
 
 class _Ids:
@@ -210,19 +217,12 @@ def format_ann(
     entries.sort(key=lambda e: (min(e.fragments), max(f[1] for f in e.fragments), e.label))
     for entry in entries:
         fragments = _split_line_breaks(list(entry.fragments), text)
-        if not fragments:
-            report.issues.append(
-                StandoffIssue("unwritable_span",
-                              f"span {entry.fragments} of {entry.label!r} is only line breaks; "
-                              "not written", source)
-            )
-            continue
         tid = entry.tid if entry.tid and entry.tid.startswith("T") and entry.tid not in taken \
             else ids.fresh("T")
         taken.add(tid)
         label = re.sub(r"\s+", "_", entry.label) or "_"
         offsets = ";".join(f"{s} {e}" for s, e in fragments)
-        ent_text = " ".join(text[s:e] for s, e in fragments)
+        ent_text = one_line(" ".join(text[s:e] for s, e in fragments))
         lines.append(((0,), f"{tid}\t{label} {offsets}\t{ent_text}"))
         report.entities += 1
         report.discontinuous += len(fragments) > 1
@@ -295,8 +295,9 @@ def write_standoff(
       one. Attributes and notes of that entity are written back. The spans a discontinuous
       entity was split into (or its covering span) are written as the original
       discontinuous T line when they are all present and unchanged; otherwise each span is
-      written on its own. A span containing a line break is written as fragments around it,
-      as BRAT does.
+      written on its own. A span with a line break inside is written as fragments around
+      it, as BRAT does; offsets are never moved (a span may start or end on a line break),
+      and CR/LF in the text column become spaces.
     * ``write_scores``: when the group has ``attrs["scores"]`` (one per span), add a note
       ``conf=0.1234`` per entity (type ``score_note_type``).
     * Docs without provenance are written as ``doc0001.txt``/``.ann`` ... in input order.
@@ -317,7 +318,9 @@ def write_standoff(
     for source, parts in groups.items():
         parts.sort(key=lambda d: (get_provenance(d).offset if get_provenance(d) else 0))
         text = _source_text(parts, source, report)
-        stem = source[:-4] if source.lower().endswith(".txt") else source
+        has_suffix = source.lower().endswith(".txt")
+        stem = source[:-4] if has_suffix else source
+        txt_suffix = source[-4:] if has_suffix else ".txt"  # keeps the input's "UPPER.TXT"
         target = out / stem
         target.parent.mkdir(parents=True, exist_ok=True)
         ann = format_ann(parts, span_getter, text=text, write_scores=write_scores,
@@ -327,7 +330,7 @@ def write_standoff(
             f.write(ann)
         report.files += 1
         if write_text and text is not None:
-            with open(target.with_name(target.name + ".txt"), "w", encoding=encoding,
+            with open(target.with_name(target.name + txt_suffix), "w", encoding=encoding,
                       newline="") as f:
                 f.write(text)
             report.texts += 1

@@ -37,6 +37,7 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
+from ..integrity import guard_pipeline_files
 from ..models.crf_tagger import MODES, Emissions, get_emission_head, tagger_decode, tagger_loss
 from ..models.torch_layer import build_torch_layers, torch_layer_dims
 from ..spans import get_spans, select_longest_first
@@ -128,6 +129,7 @@ def make_crf_ner(
         nesting (inner spans of the same label are counted and left out of training).
     confidence_threshold: predicted spans with a lower confidence are not written.
     """
+    guard_pipeline_files(nlp)  # checksums written on save, verified on load: integrity.py
     return CrfNer(
         nlp.vocab,
         model,
