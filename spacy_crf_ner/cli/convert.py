@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from . import app
+from .util import check_output_file, check_split_regex, fail, split_regex_option
 
 SHOW_ISSUES = 20
 
@@ -21,29 +22,6 @@ if app.registered_callback is None:
     @app.callback()
     def _group() -> None:
         """BRAT standoff conversion, prediction and evaluation for spacy-crf-ner."""
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code=1)
-
-
-def _check_output(path: Path, what: str) -> None:
-    if path.exists() and path.is_dir():
-        _fail(f"{what} {path} is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        _fail(f"cannot create the folder of {what} {path}: {err}")
-    existed = path.exists()
-    try:  # the only reliable test is to open it (permissions, read-only mounts, /proc...)
-        with open(path, "ab"):
-            pass
-    except OSError as err:
-        _fail(f"{what} {path} is not writable: {err}")
-    if not existed:
-        path.unlink()
 
 
 @app.command("convert")
@@ -58,9 +36,7 @@ def convert(
         help="spaCy pipeline name or path whose tokenizer is used (overrides --lang)",
     ),
     span_key: str = typer.Option("sc", "--span-key", help="Span group receiving all entities"),
-    split_regex: str = typer.Option(
-        r"\r?\n(?:\r?\n)+", "--split-regex", help="Where documents may be split ('' = nowhere)"
-    ),
+    split_regex: str = split_regex_option(),
     max_length: int = typer.Option(
         0, "--max-length", help="Max part length in spaCy tokens (0 = do not split)"
     ),
@@ -91,10 +67,11 @@ def convert(
     from ..data.report import ConversionReport, StandoffError
 
     if not in_dir.exists():
-        _fail(f"input path {in_dir} does not exist")
-    _check_output(output, "output")
+        fail(f"input path {in_dir} does not exist")
+    check_split_regex(split_regex)
+    check_output_file(output, "output")
     if report_path is not None:
-        _check_output(report_path, "report")
+        check_output_file(report_path, "report")
     try:
         options = StandoffOptions(
             span_key=span_key, set_ents=not no_ents, discontinuous=discontinuous,
@@ -102,14 +79,14 @@ def convert(
             strict=strict, keep_txt_only=keep_txt_only,
         )
     except ValueError as err:
-        _fail(str(err))
+        fail(str(err))
     files = find_standoff_files(in_dir)
     if not files:
-        _fail(f"no .txt or .ann files found under {in_dir}")
+        fail(f"no .txt or .ann files found under {in_dir}")
     try:
         nlp = spacy.load(model) if model else spacy.blank(lang)
     except Exception as err:  # unknown language code, missing pipeline package...
-        _fail(f"cannot load {'model ' + model if model else 'language ' + repr(lang)}: {err}")
+        fail(f"cannot load {'model ' + model if model else 'language ' + repr(lang)}: {err}")
 
     import time
 
@@ -124,17 +101,17 @@ def convert(
                 doc_bin.add(doc)
     except StandoffError as err:
         bar.close()
-        _fail(f"{err} (--strict)")
+        fail(f"{err} (--strict)")
     bar.close()
     report.seconds = time.perf_counter() - started
     try:
         report.check()
     except AssertionError as err:  # a bug, not bad input: say so clearly
-        _fail(str(err))
+        fail(str(err))
     try:
         doc_bin.to_disk(output)
     except OSError as err:
-        _fail(f"cannot write {output}: {err}")
+        fail(f"cannot write {output}: {err}")
     if report_path is not None:
         data = report.to_dict()
         data["input"] = str(in_dir)

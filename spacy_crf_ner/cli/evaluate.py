@@ -11,86 +11,12 @@ live here.
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, NoReturn, Optional
+from typing import Any, Dict, Optional
 
 import typer
 
 from . import app
-
-
-def fail(message: str) -> NoReturn:
-    """Print ``Error: message`` on stderr and exit with code 1 (no traceback)."""
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code=1)
-
-
-def check_output_file(path: Path, what: str) -> None:
-    """Fail now, before any work, if ``path`` cannot be written."""
-    if path.is_dir():
-        fail(f"{what} {path} is a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        existed = path.exists()
-        with open(path, "ab"):
-            pass
-        if not existed:
-            path.unlink()
-    except OSError as err:
-        fail(f"{what} {path} is not writable: {err}")
-
-
-def use_gpu(gpu_id: int) -> None:
-    """``gpu_id >= 0``: run on that GPU (``spacy.require_gpu``) or fail with a clear message;
-    ``-1``: the CPU, even when the calling process had selected a GPU before."""
-    import spacy
-
-    if gpu_id < 0:
-        spacy.require_cpu()
-        return
-    try:
-        spacy.require_gpu(gpu_id)
-    except Exception as err:  # no cupy, no CUDA device, bad id...
-        fail(f"--gpu-id {gpu_id}: GPU not available ({type(err).__name__}: {err}). "
-             "Install cupy for your CUDA version, or use --gpu-id -1 for the CPU.")
-
-
-def load_model(model: str):
-    """Load a pipeline from a folder or an installed package name, or fail clearly."""
-    import spacy
-    from spacy.util import is_package
-
-    path = Path(model)
-    if not path.exists() and not is_package(model):
-        fail(f"model {model} not found: no such folder, and no installed pipeline of that name")
-    if path.exists() and not path.is_dir():
-        fail(f"model {model} is a file; expected a pipeline folder (nlp.to_disk)")
-    try:
-        return spacy.load(path if path.exists() else model)
-    except Exception as err:
-        fail(f"cannot load model {model}: {type(err).__name__}: {err}")
-
-
-def check_batching(batch_size: int, n_process: int, gpu_id: int = -1) -> None:
-    if batch_size < 1:
-        fail(f"--batch-size must be >= 1, got {batch_size}")
-    if n_process == 0 or n_process < -1:
-        fail(f"--n-process must be >= 1 (or -1 for all cores), got {n_process}")
-    if gpu_id >= 0 and n_process != 1:
-        # Worker processes are forked, and CUDA cannot be used again in a forked child: every
-        # worker would fail with "initialization error" (spaCy only warns, W114).
-        fail(f"--n-process {n_process} cannot be combined with --gpu-id {gpu_id}: CUDA does "
-             "not work in forked worker processes. Use --n-process 1 on the GPU, or several "
-             "processes on the CPU (--gpu-id -1).")
-
-
-def allow_length(nlp, texts: List[str]) -> Optional[int]:
-    """Raise ``nlp.max_length`` so that every text can be processed; returns the new value
-    when it had to change (the caller says so)."""
-    longest = max((len(t) for t in texts), default=0)
-    if longest > nlp.max_length:
-        nlp.max_length = longest + 1
-        return nlp.max_length
-    return None
+from .util import allow_length, check_batching, check_output_file, fail, load_model, use_gpu
 
 
 def _read_gold(nlp, data: Path, gold_key: str):

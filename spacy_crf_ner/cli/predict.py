@@ -22,8 +22,11 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import typer
 
+from ..data.meta import PROVENANCE_KEY
 from . import app
-from .evaluate import allow_length, check_batching, fail, load_model, use_gpu
+from .util import (
+    allow_length, check_batching, check_split_regex, fail, load_model, split_regex_option, use_gpu,
+)
 
 FORMATS = ("auto", "brat", "txt", "jsonl")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -170,15 +173,14 @@ def _jsonl_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
 
 def _parts(nlp, item: _Input, split_regex: Optional[str], max_length: int):
     """(text, provenance) for each part of one input (one part when not splitting)."""
-    from ..data import set_provenance, split_doc
+    from ..data import Provenance, get_provenance, set_provenance, split_doc
 
     n = len(item.text)
-    whole = {"source": item.source, "offset": 0, "length": n, "part": 0, "n_parts": 1}
     if max_length <= 0:
-        return [(item.text, whole)]
+        return [(item.text, Provenance(item.source, 0, n, 0, 1).to_dict())]
     doc = nlp.tokenizer(item.text) if n > nlp.max_length else nlp.make_doc(item.text)
     set_provenance(doc, item.source, 0, n)
-    return [(part.text, dict(part.user_data["standoff"]))
+    return [(part.text, get_provenance(part).to_dict())
             for part in split_doc(doc, split_regex or None, max_length)]
 
 
@@ -203,10 +205,7 @@ def predict(
     max_length: int = typer.Option(
         0, "--max-length", help="Split texts into parts of at most this many tokens (0: no split)"
     ),
-    split_regex: str = typer.Option(
-        r"\r?\n(?:\r?\n)+", "--split-regex",
-        help="Preferred split points, as in convert ('': none, cut only at the limit)",
-    ),
+    split_regex: str = split_regex_option(),
     scores: bool = typer.Option(
         True, "--scores/--no-scores", help="Write confidences as AnnotatorNotes"
     ),
@@ -224,11 +223,7 @@ def predict(
         fail(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if max_length < 0:
         fail(f"--max-length must be >= 0, got {max_length}")
-    if split_regex:
-        try:
-            re.compile(split_regex)
-        except re.error as err:
-            fail(f"--split-regex {split_regex!r} is not a valid regular expression: {err}")
+    check_split_regex(split_regex)
     check_batching(batch_size, n_process, gpu_id)
     if fmt == "auto":
         fmt = _detect_format(input_path)
@@ -351,7 +346,7 @@ def _run_pipeline(nlp, parts_by_source: Dict[str, List[Tuple[str, dict]]], batch
         try:
             for doc, prov in nlp.pipe(stream, as_tuples=True, batch_size=batch_size,
                                       n_process=n_process):
-                doc.user_data["standoff"] = dict(prov)
+                doc.user_data[PROVENANCE_KEY] = dict(prov)
                 pending.append(doc)
                 source = prov["source"]
                 if len(pending) == len(parts_by_source[source]):
@@ -377,7 +372,7 @@ def _run_pipeline(nlp, parts_by_source: Dict[str, List[Tuple[str, dict]]], batch
                     fail_source(source, err)
                     continue
                 for doc, (_, prov) in zip(docs, source_parts):
-                    doc.user_data["standoff"] = dict(prov)
+                    doc.user_data[PROVENANCE_KEY] = dict(prov)
                 write(source, docs)
 
 

@@ -1,0 +1,110 @@
+"""What every command of the CLI shares: failing cleanly, checking outputs, loading a model,
+the GPU and batching options, and the ``--split-regex`` option.
+
+A command never shows a traceback for bad input: it prints one ``Error: ...`` line on stderr
+and exits with code 1 (``fail``).
+"""
+import re
+from pathlib import Path
+from typing import List, NoReturn, Optional
+
+import typer
+
+from ..data.split import DEFAULT_SPLIT_REGEX
+
+
+def split_regex_option() -> str:
+    """The ``--split-regex`` option of ``convert`` and ``predict`` (same default as the reader)."""
+    return typer.Option(
+        DEFAULT_SPLIT_REGEX, "--split-regex",
+        help="Where long documents may be split, with --max-length ('' = nowhere)",
+    )
+
+
+def check_split_regex(split_regex: Optional[str]) -> None:
+    """Fail now, before any work, on an invalid ``--split-regex``."""
+    if split_regex:
+        try:
+            re.compile(split_regex)
+        except re.error as err:
+            fail(f"--split-regex {split_regex!r} is not a valid regular expression: {err}")
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``Error: message`` on stderr and exit with code 1 (no traceback)."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """Fail now, before any work, if ``path`` cannot be written (a folder, no permission,
+    a read-only mount...): the only reliable test is to open it."""
+    if path.is_dir():
+        fail(f"{what} {path} is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        fail(f"cannot create the folder of {what} {path}: {err}")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        fail(f"{what} {path} is not writable: {err}")
+    if not existed:
+        path.unlink()
+
+
+def use_gpu(gpu_id: int) -> None:
+    """``gpu_id >= 0``: run on that GPU (``spacy.require_gpu``) or fail with a clear message;
+    ``-1``: the CPU, even when the calling process had selected a GPU before."""
+    import spacy
+
+    if gpu_id < 0:
+        spacy.require_cpu()
+        return
+    try:
+        spacy.require_gpu(gpu_id)
+    except Exception as err:  # no cupy, no CUDA device, bad id...
+        fail(f"--gpu-id {gpu_id}: GPU not available ({type(err).__name__}: {err}). "
+             "Install cupy for your CUDA version, or use --gpu-id -1 for the CPU.")
+
+
+def load_model(model: str):
+    """Load a pipeline from a folder or an installed package name, or fail clearly."""
+    import spacy
+    from spacy.util import is_package
+
+    path = Path(model)
+    if not path.exists() and not is_package(model):
+        fail(f"model {model} not found: no such folder, and no installed pipeline of that name")
+    if path.exists() and not path.is_dir():
+        fail(f"model {model} is a file; expected a pipeline folder (nlp.to_disk)")
+    try:
+        return spacy.load(path if path.exists() else model)
+    except Exception as err:
+        fail(f"cannot load model {model}: {type(err).__name__}: {err}")
+
+
+def check_batching(batch_size: int, n_process: int, gpu_id: int = -1) -> None:
+    if batch_size < 1:
+        fail(f"--batch-size must be >= 1, got {batch_size}")
+    if n_process == 0 or n_process < -1:
+        fail(f"--n-process must be >= 1 (or -1 for all cores), got {n_process}")
+    if gpu_id >= 0 and n_process != 1:
+        # Worker processes are forked, and CUDA cannot be used again in a forked child: every
+        # worker would fail with "initialization error" (spaCy only warns, W114).
+        fail(f"--n-process {n_process} cannot be combined with --gpu-id {gpu_id}: CUDA does "
+             "not work in forked worker processes. Use --n-process 1 on the GPU, or several "
+             "processes on the CPU (--gpu-id -1).")
+
+
+def allow_length(nlp, texts: List[str]) -> Optional[int]:
+    """Raise ``nlp.max_length`` so that every text can be processed; returns the new value
+    when it had to change (the caller says so)."""
+    longest = max((len(t) for t in texts), default=0)
+    if longest > nlp.max_length:
+        nlp.max_length = longest + 1
+        return nlp.max_length
+    return None
