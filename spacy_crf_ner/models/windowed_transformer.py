@@ -26,6 +26,7 @@ from spacy.util import registry
 from thinc.api import Model
 from thinc.types import Ragged
 
+from ..listeners import listener_replacement_config
 from ..transformer_windows import windows_from_counts
 
 
@@ -208,6 +209,8 @@ def _model_class():
             self._func = windowed_forward
             self.attrs["window"], self.attrs["stride"] = window, stride
             self.attrs["get_spans"] = partial(windowed_spans, self)
+            # What ``nlp.replace_listeners`` writes into the config (see ``listeners``).
+            self.attrs["replace_listener_cfg"] = listener_replacement_config
             self._window_encoder = (None, None)
 
         def encode_windows(self, docs: List[Doc]) -> EncodedWindows:

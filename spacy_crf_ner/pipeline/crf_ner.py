@@ -38,6 +38,7 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
+from ..listeners import route_listener_replacement
 from .scoring import crf_ner_score
 from .tags import decode_tags, encode_levels, properly_nested, spans_per_doc
 
@@ -124,6 +125,7 @@ def make_crf_ner(
         nesting (inner spans of the same label are counted and left out of training).
     confidence_threshold: predicted spans with a lower confidence are not written.
     """
+    route_listener_replacement(nlp)  # so that replace_listeners writes a loadable config
     return CrfNer(
         nlp.vocab,
         model,
