@@ -33,7 +33,6 @@ WINDOWED_TOK2VEC = "spacy_crf_ner.WindowedTok2VecTransformer.v1"
 _SPACY_TRANSFORMERS_CALLBACK_MODULE = "spacy_transformers.layers._util"
 
 
-@registry.architectures(WINDOWED_TOK2VEC)
 def build_windowed_tok2vec_transformer(
     name: str,
     pooling: Model[Ragged, Floats2d],
@@ -64,6 +63,9 @@ def build_windowed_tok2vec_transformer(
         grad_scaler_config=grad_scaler_config,
     )
     return chain(chain(transformer, split_trf_batch()), trfs2arrays(pooling, grad_factor))
+
+
+registry.architectures(WINDOWED_TOK2VEC)(build_windowed_tok2vec_transformer)
 
 
 def find_listener_config(section: Dict[str, Any]) -> Optional[Dict[str, Any]]:

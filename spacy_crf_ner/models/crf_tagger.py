@@ -1,22 +1,24 @@
 """``spacy_crf_ner.CrfTagger.v1``: embeddings -> per-label BIOUL emissions (+ the CRF)."""
-from typing import List
+from typing import Any, List, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model, chain
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Floats4d
 
 from .torch_layer import get_torch_module, lazy_torch_layer
 
 HEAD_NAME = "crf_emissions"
 
+# Padded emissions [B, T, D * L, 5] and each document's length in tokens.
+Emissions = Tuple[Floats4d, List[int]]
 
-@registry.architectures("spacy_crf_ner.CrfTagger.v1")
+
 def build_crf_tagger(
     tok2vec: Model[List[Doc], List[Floats2d]],
     learnable_transitions: bool = True,
     dropout: float = 0.0,
-) -> Model:
+) -> Model[List[Doc], Emissions]:
     """Project token vectors to BIOUL emission scores for every label.
 
     The output is ``(emissions, lengths)`` with emissions ``[B, T, D * L, 5]`` padded (D
@@ -26,7 +28,7 @@ def build_crf_tagger(
     nesting levels ``nD`` are set by the pipe before ``initialize``.
     """
 
-    def build_module(model: Model):
+    def build_module(model: Model) -> Any:  # the torch module
         from .pytorch_emission_head import EmissionHead
 
         return EmissionHead(
@@ -40,12 +42,15 @@ def build_crf_tagger(
     head = lazy_torch_layer(
         HEAD_NAME, build_module, padded_output=True, dims={"nL": None, "nD": None}
     )
-    model = chain(tok2vec, head)
+    model: Model[List[Doc], Emissions] = chain(tok2vec, head)
     model.set_ref("head", head)
     model.set_ref("tok2vec", tok2vec)
     return model
 
 
-def get_emission_head(model: Model):
+registry.architectures("spacy_crf_ner.CrfTagger.v1")(build_crf_tagger)
+
+
+def get_emission_head(model: Model) -> Any:
     """The ``EmissionHead`` torch module of a CrfTagger model (after initialize)."""
     return get_torch_module(model.get_ref("head"))

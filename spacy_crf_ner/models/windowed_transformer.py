@@ -17,7 +17,7 @@ is computed from the pieces' character offsets with NumPy.
 import copy
 from dataclasses import dataclass
 from functools import partial
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 import numpy
 from spacy.attrs import IDX, LENGTH
@@ -27,6 +27,9 @@ from thinc.api import Model
 from thinc.types import Ragged
 
 from ..listeners import listener_replacement_config
+
+if TYPE_CHECKING:
+    from spacy_transformers.data_classes import FullTransformerBatch
 from ..transformer_windows import windows_from_counts
 
 
@@ -52,7 +55,7 @@ class WindowEncoder:
     tokenizer's own template, so any Hugging Face model with a fast tokenizer works.
     """
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer: Any):  # a Hugging Face fast tokenizer
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if not getattr(tokenizer, "is_fast", False) or backend is None:
             raise ValueError(
@@ -143,7 +146,8 @@ class WindowEncoder:
         )
 
 
-def windowed_forward(model: "WindowedTransformerModel", docs: List[Doc], is_train: bool):
+# The model class is built on first use (see ``_model_class``), so these take ``Any``.
+def windowed_forward(model: Any, docs: List[Doc], is_train: bool) -> Tuple[Any, Callable]:
     """Windows -> Hugging Face model -> ``FullTransformerBatch``, as spacy-transformers'
     forward returns it, so its pipe, listeners and backprop work unchanged."""
     from spacy_transformers.data_classes import FullTransformerBatch, WordpieceBatch
@@ -172,7 +176,7 @@ def windowed_forward(model: "WindowedTransformerModel", docs: List[Doc], is_trai
         align=Ragged(windows.align_data, windows.align_lengths),
     )
 
-    def backprop(d_output) -> List[Doc]:
+    def backprop(d_output: Any) -> List[Doc]:
         backprop_tensors(d_output.model_output)
         return docs
 
@@ -183,7 +187,7 @@ def _as_spans(docs: List[Doc], ranges: List[List[Tuple[int, int]]]) -> List[List
     return [[doc[s:e] for s, e in doc_ranges] for doc, doc_ranges in zip(docs, ranges)]
 
 
-def windowed_spans(model: "WindowedTransformerModel", docs: List[Doc]) -> List[List[Span]]:
+def windowed_spans(model: Any, docs: List[Doc]) -> List[List[Span]]:
     """The windows as spans (``attrs["get_spans"]``, read by spacy-transformers' init)."""
     return _as_spans(docs, model.encode_windows(docs).ranges)
 
@@ -191,7 +195,7 @@ def windowed_spans(model: "WindowedTransformerModel", docs: List[Doc]) -> List[L
 _CLASS: list = []
 
 
-def _model_class():
+def _model_class() -> Any:
     """Defined on first use: importing this module needs neither torch nor
     spacy-transformers (an optional dependency)."""
     if _CLASS:
@@ -204,28 +208,29 @@ def _model_class():
         def __init__(self, name: str, window: int, stride: int, tokenizer_config: dict = {},
                      transformer_config: dict = {}, mixed_precision: bool = False,
                      grad_scaler_config: dict = {}):
-            super().__init__(name, None, tokenizer_config, transformer_config,
-                             mixed_precision, grad_scaler_config)
+            super().__init__(name, None, tokenizer_config, transformer_config,  # type: ignore[arg-type]
+                             mixed_precision, grad_scaler_config)  # get_spans is set below
             self._func = windowed_forward
             self.attrs["window"], self.attrs["stride"] = window, stride
             self.attrs["get_spans"] = partial(windowed_spans, self)
             # What ``nlp.replace_listeners`` writes into the config (see ``listeners``).
             self.attrs["replace_listener_cfg"] = listener_replacement_config
-            self._window_encoder = (None, None)
+            self._window_encoder: Tuple[Any, Optional[WindowEncoder]] = (None, None)
 
         def encode_windows(self, docs: List[Doc]) -> EncodedWindows:
             tokenizer = self.tokenizer  # replaced by initialize() and by loading
             if tokenizer is None:
                 raise ValueError("the transformer is not initialized yet: call "
                                  "nlp.initialize() or load a trained pipeline")
-            if self._window_encoder[0] is not tokenizer:
-                self._window_encoder = (tokenizer, WindowEncoder(tokenizer))
-            return self._window_encoder[1].encode(list(docs), self.attrs["window"],
-                                                  self.attrs["stride"])
+            known, encoder = self._window_encoder
+            if encoder is None or known is not tokenizer:
+                encoder = WindowEncoder(tokenizer)
+                self._window_encoder = (tokenizer, encoder)
+            return encoder.encode(list(docs), self.attrs["window"], self.attrs["stride"])
 
-        def copy(self):
+        def copy(self) -> Any:
             """Like ``TransformerModel.copy``, keeping this class (and so this forward)."""
-            copied = type(self)(self.attrs["name"], self.attrs["window"], self.attrs["stride"])
+            copied: Any = type(self)(self.attrs["name"], self.attrs["window"], self.attrs["stride"])
             params = {n: self.get_param(n) if self.has_param(n) else None
                       for n in self.param_names}
             copied.params = copy.deepcopy(params)
@@ -241,7 +246,7 @@ def _model_class():
     return _WindowedTransformerModel
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # ``WindowedTransformerModel`` as a module attribute, built on first access (pickle
     # finds the class of a pickled model this way).
     if name == "WindowedTransformerModel":
@@ -249,7 +254,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@registry.architectures("spacy_crf_ner.WindowedTransformerModel.v1")
 def build_windowed_transformer_model(
     name: str,
     window: int = 128,
@@ -258,7 +262,7 @@ def build_windowed_transformer_model(
     transformer_config: dict = {},
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
-) -> Model:
+) -> Model[List[Doc], "FullTransformerBatch"]:
     """A Hugging Face transformer run over windows of at most ``window`` word pieces,
     ``stride`` pieces apart (EDS-NLP's layout), for spacy-transformers' ``transformer``
     component and its listeners. Drop-in for ``spacy-transformers.TransformerModel.v3`` with
@@ -267,3 +271,7 @@ def build_windowed_transformer_model(
         raise ValueError(f"need 0 < stride <= window, got window={window}, stride={stride}")
     return _model_class()(name, window, stride, tokenizer_config, transformer_config,
                           mixed_precision, grad_scaler_config)
+
+
+registry.architectures("spacy_crf_ner.WindowedTransformerModel.v1")(
+    build_windowed_transformer_model)

@@ -25,7 +25,7 @@ every level; ``doc.ents`` keeps a non-overlapping subset (longest first, so oute
 import warnings
 from contextlib import contextmanager
 from itertools import islice
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy
 import srsly
@@ -306,7 +306,7 @@ class CrfNer(TrainablePipe):
             for label in labels:
                 self.add_label(label)
         elif not self.labels:
-            found = set()
+            found: Set[str] = set()
             for eg in get_examples():
                 found.update(span.label_ for span in self._reference_spans(eg.reference))
             for label in sorted(found):
@@ -556,6 +556,8 @@ class CrfNer(TrainablePipe):
             target_span_getter=self.target_span_getter,
             labels=self.labels,
         )
+        if self.scorer is None:
+            raise ValueError(f"{self.name!r} has no scorer (scorer = null in its config)")
         return self.scorer(examples, **kwargs)
 
     # ---------------------------------------------------------- serialisation

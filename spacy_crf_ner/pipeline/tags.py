@@ -12,7 +12,7 @@ level k-1 span of the same label. The matrix is then ``[T, D * L]``, chain ``k *
 level k of label l. Spans that cross a same-label span (overlap without nesting) or sit
 deeper than D levels cannot be held and are reported.
 """
-from typing import Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Set, Tuple
 
 import numpy
 
@@ -29,7 +29,7 @@ def select_non_overlapping(spans: Iterable[SpanTuple]) -> Tuple[List[SpanTuple],
     """
     ordered = sorted(set(spans), key=lambda s: (s[0], -(s[2] - s[1]), s[1], s[2]))
     kept, dropped = [], []
-    taken = {}
+    taken: Dict[int, Set[int]] = {}  # label -> tokens already covered
     for span in ordered:
         label, start, end = span
         used = taken.setdefault(label, set())
@@ -84,7 +84,8 @@ def assign_levels(
             break
     levels += [[] for _ in range(depth - len(levels))]
     placed = [s for level in levels for s in level]
-    crossing, too_deep = [], []
+    crossing: List[SpanTuple] = []
+    too_deep: List[SpanTuple] = []
     for s in remaining:
         crosses = any(
             p[0] == s[0] and p[1] < s[2] and s[1] < p[2]
@@ -129,11 +130,11 @@ def properly_nested(spans: numpy.ndarray, n_labels: int) -> numpy.ndarray:
     if level.max() == 0:
         return keep
     keep = level == 0
-    parents = {}
+    parents: Dict[Tuple[int, int], List[Tuple[int, int]]] = {}
     for i in numpy.nonzero(keep)[0]:
         parents.setdefault((spans[i, 0], label[i]), []).append((spans[i, 2], spans[i, 3]))
     for k in range(1, int(level.max()) + 1):
-        found = {}
+        found: Dict[Tuple[int, int], List[Tuple[int, int]]] = {}
         for i in numpy.nonzero(level == k)[0]:
             key, s, e = (spans[i, 0], label[i]), spans[i, 2], spans[i, 3]
             if any(ps <= s and e <= pe and (ps, pe) != (s, e) for ps, pe in parents.get(key, ())):
@@ -170,8 +171,9 @@ def decode_tags(tags: numpy.ndarray) -> numpy.ndarray:
 
 def spans_per_doc(spans: numpy.ndarray, n_docs: int) -> List[numpy.ndarray]:
     """Split ``decode_tags`` output into one ``[n, 4]`` array per document."""
-    bounds = numpy.searchsorted(spans[:, 0], numpy.arange(1, n_docs)) if len(spans) else []
-    return numpy.split(spans, bounds) if len(spans) else [spans[:0] for _ in range(n_docs)]
+    if not len(spans):
+        return [spans[:0] for _ in range(n_docs)]
+    return numpy.split(spans, numpy.searchsorted(spans[:, 0], numpy.arange(1, n_docs)))
 
 
 def valid_bioul(chain: Sequence[int]) -> bool:

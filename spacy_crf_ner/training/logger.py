@@ -9,7 +9,7 @@ last evaluation, seconds, words). ``python -m spacy_crf_ner plot-log`` turns it 
 import json
 import sys
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Optional, Tuple
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from spacy.language import Language
 from spacy.util import registry
@@ -44,7 +44,6 @@ def _grad_norm_of_last_step() -> Optional[float]:
     return optimizer.grad_norm_of_last_step if optimizer is not None else None
 
 
-@registry.loggers("spacy_crf_ner.JsonlLogger.v1")
 def jsonl_logger(
     path: Optional[str] = None, console: bool = True, progress_bar: Optional[str] = None
 ) -> Callable:
@@ -68,7 +67,7 @@ def jsonl_logger(
                 file_.flush()
 
         counter = {"update": 0}
-        pending = []  # update records waiting for the end of their step (learning rates)
+        pending: List[Dict[str, Any]] = []  # update records waiting for the end of their step (learning rates)
         original_update = nlp.update
 
         def flush() -> None:
@@ -99,7 +98,7 @@ def jsonl_logger(
             return result
 
         if file_ is not None:
-            nlp.update = update  # an instance attribute shadows the method while training
+            nlp.update = update  # type: ignore[method-assign]  # an instance attribute shadows the method while training
 
         def log_step(info: Optional[Dict[str, Any]]) -> None:
             if console_step is not None:
@@ -132,3 +131,6 @@ def jsonl_logger(
         return log_step, finalize
 
     return setup
+
+
+registry.loggers("spacy_crf_ner.JsonlLogger.v1")(jsonl_logger)

@@ -85,7 +85,7 @@ def _walk_parameters(nlp: Language) -> Iterable[Tuple[KeyT, str, int, Callable[[
                       partial(_thinc_grad, node, name))
                      for name in node.param_names if node.has_param(name)]
             for shim in node.shims:
-                module = getattr(shim, "_model", None)
+                module: Any = getattr(shim, "_model", None)
                 if hasattr(module, "named_parameters"):
                     found += [((shim.id, name), name, int(param.numel()),
                                partial(_torch_grad, param))
@@ -160,6 +160,8 @@ class ParamGroup:
 class GroupedOptimizer(Optimizer):
     """Thinc's Adam, with learning rate and weight decay chosen per parameter group."""
 
+    _last_stepped_ref: Optional["weakref.ref[GroupedOptimizer]"] = None
+
     def __init__(self, groups: Dict[str, Dict[str, Any]], grad_clip_scope: str = "tensor",
                  **kwargs):
         if not groups:
@@ -200,7 +202,8 @@ class GroupedOptimizer(Optimizer):
             )
         self.key_to_group.clear()
         self.key_to_path.clear()
-        summary = {g.name: {"pattern": g.pattern_text, "tensors": 0, "weights": 0} for g in self.groups}
+        summary: Dict[str, Dict[str, Any]] = {
+            g.name: {"pattern": g.pattern_text, "tensors": 0, "weights": 0} for g in self.groups}
         unmatched = []
         for key, (path, size) in paths.items():
             group = next((g for g in self.groups if g.pattern.search(path)), None)
@@ -315,7 +318,6 @@ class GroupedOptimizer(Optimizer):
         return self._clip_factor
 
 
-@registry.optimizers("spacy_crf_ner.GroupedAdam.v1")
 def grouped_adam(
     groups: Dict[str, Dict[str, Any]],
     beta1: float = 0.9,
@@ -343,7 +345,9 @@ def grouped_adam(
     )
 
 
-@registry.callbacks("spacy_crf_ner.bind_param_groups.v1")
+registry.optimizers("spacy_crf_ner.GroupedAdam.v1")(grouped_adam)
+
+
 def make_bind_param_groups() -> Callable[[Language], Language]:
     """``[initialize.after_init]`` callback: bind a GroupedAdam to the initialized pipeline."""
 
@@ -358,3 +362,6 @@ def make_bind_param_groups() -> Callable[[Language], Language]:
         return nlp
 
     return bind_param_groups
+
+
+registry.callbacks("spacy_crf_ner.bind_param_groups.v1")(make_bind_param_groups)
