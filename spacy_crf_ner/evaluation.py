@@ -235,6 +235,17 @@ def _classify(
     return none, []
 
 
+def classify_entities(
+    gold_ents: List[Tuple[int, int, str]], pred_ents: List[Tuple[int, int, str]]
+) -> Tuple[List[str], List[str]]:
+    """The category of each gold and each predicted entity of one doc, in the given order
+    (the rules of :func:`error_analysis`)."""
+    exact = set(gold_ents) & set(pred_ents)
+    g_index, p_index = _Index(gold_ents), _Index(pred_ents)
+    return ([_classify(e, exact, p_index, "missed")[0] for e in gold_ents],
+            [_classify(e, exact, g_index, "spurious")[0] for e in pred_ents])
+
+
 def _describe(text: str, ent: Tuple[int, int, str], context: int) -> Dict[str, Any]:
     start, end, label = ent
     return {

@@ -9,13 +9,19 @@ keeps its own such access in one helper for the same reason):
 * give a model another forward function (``model._func``): the windowed transformer is
   spacy-transformers' model with a different forward;
 * find the optimizer that ``nlp.initialize`` created (``nlp._optimizer``), so that the
-  optimizer's parameter groups are checked against the pipeline right at initialization.
+  optimizer's parameter groups are checked against the pipeline right at initialization;
+* read a Doc's token attributes in one array, and make a part of it into a Doc from that
+  array (``Doc._get_array_attrs``, ``Span.as_doc(array_head=, array=)``), so that splitting
+  a document into many parts reads it once;
+* call spacy-transformers' own ``replace_listeners`` config callback
+  (``spacy_transformers.layers._util.replace_listener_cfg``) for its models, from ours.
 
 If spaCy or Thinc renames one of these, this module is the only one to change.
 """
 from typing import Any, Callable, List, Optional
 
 from spacy.language import Language
+from spacy.tokens import Doc, Span
 from thinc.api import Model
 
 
@@ -37,3 +43,20 @@ def set_forward(model: Model, forward: Callable) -> None:
 def pipeline_optimizer(nlp: Language) -> Optional[Any]:
     """The optimizer ``nlp.initialize`` created or was given (None before that)."""
     return getattr(nlp, "_optimizer", None)
+
+
+def spacy_transformers_replace_listener_cfg() -> Callable:
+    """spacy-transformers' ``replace_listeners`` config callback (imports spacy-transformers)."""
+    from spacy_transformers.layers._util import replace_listener_cfg
+
+    return replace_listener_cfg
+
+
+def doc_array_attrs() -> Any:
+    """The token attributes spaCy copies when it makes a Doc from a span (``as_doc``)."""
+    return Doc._get_array_attrs()
+
+
+def span_as_doc(span: Span, array_head: Any, array: Any) -> Doc:
+    """``span.as_doc()`` from the doc's array read once (``doc.to_array(array_head)``)."""
+    return span.as_doc(array_head=array_head, array=array)  # type: ignore[call-arg]

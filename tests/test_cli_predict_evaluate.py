@@ -201,6 +201,41 @@ def test_evaluate_brat_folder(model, tmp_path):
         assert text in result.output
 
 
+def test_evaluate_writes_the_error_page(model, tmp_path):
+    """``--html``: one section per document, one listed error per erroneous entity, the
+    same counts as the JSON's error analysis (checked in a browser in test_error_page)."""
+    corpus = []
+    for i, (text, ents) in enumerate(make_corpus(12, seed=7)):
+        ents = list(ents)
+        if i % 2:  # the model will find it: a spurious prediction
+            ents = ents[:-1]
+        if i % 3 == 0:  # relabelled gold: a label error on both sides
+            s, e, label = ents[0]
+            ents[0] = (s, e, "DRUG" if label != "DRUG" else "ANATOMY")
+        corpus.append((text, ents))
+    data, page, metrics = tmp_path / "gold", tmp_path / "out" / "errors.html", tmp_path / "m.json"
+    write_brat(data, corpus)
+    result = invoke("evaluate", model, data, "--html", page, "-o", metrics, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert f"Saved the error page to {page}" in result.output
+    errors = json.loads(metrics.read_text())["errors"]
+    html = page.read_text(encoding="utf-8")
+    assert html.count('<section class="doc"') == 12
+    for side, key in (("gold", "gold"), ("predicted", "pred")):
+        for kind, n in errors[key].items():
+            if kind != "correct":
+                assert html.count(f'data-kind="{kind}" data-side="{side}"') == n, (side, kind)
+    assert errors["pred"]["spurious"] >= 5 and errors["gold"]["label"] >= 3
+    assert "d01.txt" in html  # documents are named by their source file
+
+
+def test_evaluate_html_path_must_be_writable(model, tmp_path):
+    data = tmp_path / "gold"
+    write_brat(data, make_corpus(2, seed=1))
+    result = invoke("evaluate", model, data, "--html", tmp_path, "--no-progress")
+    assert result.exit_code == 1 and f"--html {tmp_path} is a directory" in result.output
+
+
 def test_evaluate_docbin(model, tmp_path):
     nlp = spacy.blank("en")
     doc_bin = DocBin(store_user_data=True)

@@ -1,17 +1,20 @@
 """`spacy package` of a trained pipeline installs and loads in a fresh virtual environment.
 
 The fresh environment sees the third-party libraries (spaCy, torch, spacy-transformers...)
-through a folder of links to this environment's site-packages with spacy-crf-ner left out,
-so the packaged model only loads if its requirements name spacy-crf-ner and pip installs it
-from the local wheel given with ``--find-links``. No network is used (``--no-index``).
+through a folder of links to this environment's site-packages with spacy-crf-ner left out.
+Besides those it gets only the wheelhouse the project's `package` step leaves
+(``scripts/make_wheelhouse.py``: the model's wheel beside spacy-crf-ner's), and installs
+with the command README.md gives: ``pip install --no-index --find-links WHEELHOUSE NAME``.
+So the packaged model only loads if its requirements name spacy-crf-ner and the wheelhouse
+holds it. No network is used.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -55,23 +58,22 @@ def test_packaged_pipeline_installs_and_loads_in_a_fresh_venv(tmp_path):
     packages = tmp_path / "packages"
     packages.mkdir()
     run([sys.executable, "-m", "spacy", "package", tmp_path / "model", packages,
-         "--name", "crf_test", "--version", "0.0.1", "--build", "sdist", "--force"])
+         "--name", "crf_test", "--version", "0.0.1", "--build", "wheel", "--force"])
     pkg_dir = packages / "en_crf_test-0.0.1"
     meta = json.loads((pkg_dir / "meta.json").read_text())
     requirement_names = {r.split(">")[0].split("=")[0].split("<")[0] for r in meta["requirements"]}
     assert {"spacy-crf-ner", "spacy-transformers"} <= requirement_names, meta["requirements"]
-    sdist = next((pkg_dir / "dist").glob("*.tar.gz"))
 
-    # Build the plugin's wheel from a copy: building in the checkout would leave an
-    # egg-info there that shadows the installed metadata for processes started in it.
-    src = tmp_path / "src"
-    shutil.copytree(ROOT / "spacy_crf_ner", src / "spacy_crf_ner",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    wheelhouse = tmp_path / "wheelhouse"
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", wheelhouse, src])
+    wheelhouse = packages / "wheelhouse"
+    out = run([sys.executable, ROOT / "scripts" / "make_wheelhouse.py", pkg_dir, wheelhouse],
+              cwd=tmp_path)
+    wheels = sorted(p.name for p in wheelhouse.iterdir())
+    assert len(wheels) == 2 and wheels[0].startswith("en_crf_test-0.0.1-"), wheels
+    assert wheels[1].startswith("spacy_crf_ner-"), wheels
+    with zipfile.ZipFile(wheelhouse / wheels[1]) as plugin_wheel:
+        assert "spacy_crf_ner/py.typed" in plugin_wheel.namelist()
+    install_command = out.strip().splitlines()[-1].split("install with: ", 1)[1]
+    assert install_command == f"pip install --no-index --find-links {wheelhouse} en_crf_test"
 
     env_dir = tmp_path / "fresh"
     venv.EnvBuilder(with_pip=False).create(env_dir)
@@ -82,8 +84,9 @@ def test_packaged_pipeline_installs_and_loads_in_a_fresh_venv(tmp_path):
     probe = "import importlib.util as u; print(u.find_spec('spacy_crf_ner') is None)"
     assert run([py, "-c", probe], env=clean_env, cwd=tmp_path).strip() == "True"
 
-    run([py, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheelhouse,
-         "--no-build-isolation", sdist], env=clean_env, cwd=tmp_path)
+    # The README's command, run by the fresh environment's python (it borrows pip).
+    run([py, "-m", *install_command.split()[:1], "-q", *install_command.split()[1:]],
+        env=clean_env, cwd=tmp_path)
     script = (
         "import json, spacy; nlp = spacy.load('en_crf_test'); "
         f"docs = list(nlp.pipe({TEXTS!r})); "

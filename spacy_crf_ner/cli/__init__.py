@@ -7,7 +7,7 @@ import typer
 
 app = typer.Typer(
     name="spacy-crf-ner",
-    help="BRAT standoff conversion, prediction and evaluation for spacy-crf-ner.",
+    help="BRAT standoff conversion, corpus checks, prediction and evaluation for spacy-crf-ner.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -15,7 +15,7 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     from . import convert  # noqa: F401
-    from . import evaluate, plot_log, predict  # noqa: F401
+    from . import debug_data, evaluate, plot_log, predict  # noqa: F401
 
 
 def main() -> None:

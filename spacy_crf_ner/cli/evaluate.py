@@ -3,7 +3,8 @@
 DATA is a ``.spacy`` DocBin or a BRAT standoff folder. The pipeline runs on the raw texts,
 and its entities are compared with the gold ones on character offsets
 (:mod:`spacy_crf_ner.evaluation`). Prints exact and token-level scores, the error
-breakdown and the speed, and saves all of it as JSON with ``--output``.
+breakdown and the speed, and saves all of it as JSON with ``--output``; ``--html`` writes a
+page of the errors (:mod:`spacy_crf_ner.error_page`).
 
 The helpers used by both ``evaluate`` and ``predict`` (clean failures, GPU, model loading)
 live here.
@@ -79,6 +80,10 @@ def evaluate(
     n_process: int = typer.Option(1, "--n-process", help="Processes for nlp.pipe"),
     n_examples: int = typer.Option(3, "--examples", help="Error examples kept per category"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar"),
+    html_page: Optional[Path] = typer.Option(
+        None, "--html", help="Write an HTML page: per document, gold and predicted entities "
+        "side by side, errors coloured by kind (missed, spurious, boundary, label)"
+    ),
 ) -> None:
     """Run MODEL on the texts of DATA and score its entities against the gold ones."""
     import srsly
@@ -94,6 +99,8 @@ def evaluate(
     check_batching(batch_size, n_process, gpu_id)
     if output is not None:
         check_output_file(output, "output")
+    if html_page is not None:
+        check_output_file(html_page, "--html")
     use_gpu(gpu_id)
     nlp = load_model(model)
 
@@ -156,3 +163,12 @@ def evaluate(
         except OSError as err:
             fail(f"cannot write {output}: {err}")
         typer.echo(f"Saved metrics to {output}")
+    if html_page is not None:
+        from ..error_page import write_error_page
+
+        try:
+            write_error_page(html_page, gold_docs, pred_docs, gold_key, pred_key,
+                             title=f"Errors of {model} on {data}")
+        except OSError as err:
+            fail(f"cannot write {html_page}: {err}")
+        typer.echo(f"Saved the error page to {html_page}")

@@ -84,14 +84,15 @@ def _folder_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
     entries = find_standoff_files(path)
     collisions = [(e, extra) for e in entries for extra in e.extra
                   if extra.suffix.lower() == ".txt"]
-    entries = [e for e in entries if e.txt is not None]
+    texts = [(e, e.txt) for e in entries if e.txt is not None]
 
     def generate() -> Iterator[_Input]:
         for entry, extra in collisions:
+            paired = entry.txt.name if entry.txt is not None else "?"
             skips.add("case_collision", f"{entry.stem + extra.suffix}: name differs from "
-                                        f"{entry.txt.name} only by case; skipped")
-        for entry in entries:
-            data, why = read_file_bytes(entry.txt)
+                                        f"{paired} only by case; skipped")
+        for entry, txt in texts:
+            data, why = read_file_bytes(txt)
             if data is None:
                 skips.add("unreadable", f"{entry.source}: {why}; skipped")
                 continue
@@ -102,9 +103,9 @@ def _folder_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
                 skips.add("not_utf8", f"{entry.source}:{line}: not valid UTF-8 "
                                       f"(byte offset {err.start}); skipped")
                 continue
-            yield _Input(entry.source, text, entry.txt)
+            yield _Input(entry.source, text, txt)
 
-    return len(entries) + len(collisions), generate()
+    return len(texts) + len(collisions), generate()
 
 
 _UNSAFE = re.compile(r"[^\w.\-]+")
@@ -180,8 +181,9 @@ def _parts(nlp, item: _Input, split_regex: Optional[str], max_length: int):
         return [(item.text, Provenance(item.source, 0, n, 0, 1).to_dict())]
     doc = nlp.tokenizer(item.text) if n > nlp.max_length else nlp.make_doc(item.text)
     set_provenance(doc, item.source, 0, n)
-    return [(part.text, get_provenance(part).to_dict())
-            for part in split_doc(doc, split_regex or None, max_length)]
+    parts = split_doc(doc, split_regex or None, max_length)
+    provenances = [get_provenance(part) for part in parts]  # split_doc sets one on every part
+    return [(part.text, prov.to_dict()) for part, prov in zip(parts, provenances) if prov]
 
 
 @app.command("predict")

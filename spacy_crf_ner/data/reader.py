@@ -302,14 +302,15 @@ class StandoffReader:
         for extra in entry.extra:
             is_ann = extra.suffix.lower() == ".ann"
             paired = entry.ann if is_ann else entry.txt
+            paired_name = paired.name if paired is not None else "?"
             name = entry.stem + extra.suffix
             if is_ann:
                 self.report.ann_files += 1
             else:
                 self.report.txt_files += 1
             self.report.files_skipped["case_collision"] += 1
-            self.warn("case_collision", f"name differs from {paired.name} only by case; "
-                      f"{paired.name} is used and this file skipped", name)
+            self.warn("case_collision", f"name differs from {paired_name} only by case; "
+                      f"{paired_name} is used and this file skipped", name)
             if is_ann:
                 ann_text, fallback = self._read(extra, name)
                 self._drop_all(parse_ann(ann_text if ann_text is not None else fallback),
@@ -559,7 +560,8 @@ class StandoffReader:
         entity_ids = {e.id for e in parsed.entities}
         other_ids = {o.id for o in parsed.others}
         other_attr_lines: List[List[Any]] = []
-        items = [(a, "attributes", [a.id, a.name, a.value]) for a in parsed.attributes]
+        items: List[Tuple[Any, str, List[Any]]] = [
+            (a, "attributes", [a.id, a.name, a.value]) for a in parsed.attributes]
         items += [(n, "notes", [n.id, n.type, n.text]) for n in parsed.notes]
         for item, slot, value in items:
             kind = item.id[:1]

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Pattern, Sequence, Tuple, Union
 from spacy.attrs import ENT_IOB
 from spacy.tokens import Doc, Span, SpanGroup
 
+from ..internals import doc_array_attrs, span_as_doc
 from .meta import ANNOTATIONS_KEY, PROVENANCE_KEY, get_annotations, get_provenance
 from .report import ConversionReport
 
@@ -148,10 +149,10 @@ def _slice_docs(doc: Doc, ranges: List[Tuple[int, int]]) -> List[Doc]:
     read once, so the work is linear in the document length. Cuts never cross an entity.
     Docs with a dependency parse keep ``as_doc``, which re-roots heads outside the part.
     """
-    array_head = Doc._get_array_attrs()
-    array = doc.to_array(array_head)
+    array_head: Any = doc_array_attrs()
+    array: Any = doc.to_array(array_head)
     if doc.has_annotation("DEP"):
-        return [doc[a:b].as_doc(array_head=array_head, array=array) for a, b in ranges]
+        return [span_as_doc(doc[a:b], array_head, array) for a, b in ranges]
     iob_col = array_head.index(ENT_IOB)
     parts = []
     for a, b in ranges:

@@ -22,6 +22,12 @@ _LINE_BREAK = re.compile(r"\s*[\r\n]\s*")
 _NUMBERED = re.compile(r"^([A-Z#]+)(\d+)$")
 
 
+
+def _offset(doc: Doc) -> int:
+    """Where a part starts in its source text (0 for a Doc without provenance)."""
+    prov = get_provenance(doc)
+    return prov.offset if prov is not None else 0
+
 @dataclass
 class WriteReport:
     """What :func:`write_standoff` wrote."""
@@ -96,7 +102,7 @@ def _rejoin_fragments(entries: List[_Entry], records: Dict[str, Dict[str, Any]])
             continue
         first = mine[0]
         entries[first].fragments = [tuple(f) for f in record["fragments"]]
-        scores = [entries[i].score for i in mine if entries[i].score is not None]
+        scores: List[float] = [s for s in (entries[i].score for i in mine) if s is not None]
         entries[first].score = min(scores) if scores else None
         drop.update(mine[1:])
     return [e for i, e in enumerate(entries) if i not in drop]
@@ -189,7 +195,7 @@ def format_ann(
 ) -> str:
     """The ``.ann`` content for the parts (Docs) of one source document."""
     report = report if report is not None else WriteReport()
-    parts = sorted(parts, key=lambda d: (get_provenance(d).offset if get_provenance(d) else 0))
+    parts = sorted(parts, key=_offset)
     if text is None:  # parts missing: place the parts we have at their offsets
         chunks, pos = [], 0
         for doc in parts:
@@ -316,7 +322,7 @@ def write_standoff(
             key = prov.source
         groups.setdefault(key, []).append(doc)
     for source, parts in groups.items():
-        parts.sort(key=lambda d: (get_provenance(d).offset if get_provenance(d) else 0))
+        parts.sort(key=_offset)
         text = _source_text(parts, source, report)
         has_suffix = source.lower().endswith(".txt")
         stem = source[:-4] if has_suffix else source

@@ -10,7 +10,7 @@ import numpy
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model, chain
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Floats4d
 
 from .torch_layer import get_torch_module, lazy_torch_layer
 
@@ -19,11 +19,11 @@ HEAD_NAME = "crf_emissions"
 # Training modes; each decodes as it was trained (see ``EmissionHead.loss`` and ``.decode_spans``).
 MODES = ("joint", "marginal", "independent")
 
-# The tagger's output: padded emissions [N, T, C, 5] (a Thinc array) and the doc lengths.
-Emissions = Tuple[Any, List[int]]
+# The tagger's output: padded emissions [N, T, C, 5] (C = D nesting levels x L labels) and
+# each document's length in tokens.
+Emissions = Tuple[Floats4d, List[int]]
 
 
-@registry.architectures("spacy_crf_ner.CrfTagger.v1")
 def build_crf_tagger(
     tok2vec: Model[List[Doc], List[Floats2d]],
     learnable_transitions: bool = True,
@@ -38,7 +38,7 @@ def build_crf_tagger(
     nesting levels ``nD`` are set by the pipe before ``initialize``.
     """
 
-    def build_module(model: Model):
+    def build_module(model: Model) -> Any:  # the torch module
         from .pytorch_emission_head import EmissionHead
 
         return EmissionHead(
@@ -52,13 +52,16 @@ def build_crf_tagger(
     head = lazy_torch_layer(
         HEAD_NAME, build_module, padded_output=True, dims={"nL": None, "nD": None}
     )
-    model = chain(tok2vec, head)
+    model: Model[List[Doc], Emissions] = chain(tok2vec, head)
     model.set_ref("head", head)
     model.set_ref("tok2vec", tok2vec)
     return model
 
 
-def get_emission_head(model: Model):
+registry.architectures("spacy_crf_ner.CrfTagger.v1")(build_crf_tagger)
+
+
+def get_emission_head(model: Model) -> Any:
     """The ``EmissionHead`` torch module of a CrfTagger model (after initialize)."""
     return get_torch_module(model.get_ref("head"))
 

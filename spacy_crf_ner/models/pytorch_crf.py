@@ -50,6 +50,10 @@ def bioul_constraints() -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 class BIOULCRF(nn.Module):
     """One BIOUL linear-chain CRF per chain, batched over documents and chains."""
 
+    allowed: torch.Tensor  # buffers (register_buffer): typed for the checker
+    allowed_start: torch.Tensor
+    allowed_end: torch.Tensor
+
     def __init__(self, num_chains: int, learnable_transitions: bool = True, scan_mode: str = "auto"):
         super().__init__()
         if scan_mode not in SCAN_MODES:
@@ -304,11 +308,11 @@ def scan(
     if not keep_all:
         return x
     # (3) x after each step of every block, from the block starts: [G, N, C, K] per step.
-    x, inside = torch.stack(starts), []
+    x, per_step = torch.stack(starts), []
     for block_step in blocks:
         x = _vec_mat(x, block_step, reduce)
-        inside.append(x)
-    inside = torch.stack(inside, dim=1).reshape(n_blocks * size, n_batch, n_chains, k)
+        per_step.append(x)
+    inside = torch.stack(per_step, dim=1).reshape(n_blocks * size, n_batch, n_chains, k)
     return torch.cat([first.unsqueeze(0), inside[:n_steps]])
 
 
@@ -343,9 +347,10 @@ def backtrack(last: torch.Tensor, back: torch.Tensor, mode: str = "auto") -> tor
         tag = block_map.gather(-1, tag.unsqueeze(-1)).squeeze(-1)
     after.reverse()
     # (3) every tag inside every block, from the tag after it: [G, N, C] per step.
-    tag, inside = torch.stack(after), [None] * size
+    tag, per_step = torch.stack(after), []
     for s in range(size - 1, -1, -1):
         tag = blocks[s].gather(-1, tag.unsqueeze(-1)).squeeze(-1)
-        inside[s] = tag
-    inside = torch.stack(inside, dim=1).reshape(n_blocks * size, n_batch, n_chains)
+        per_step.append(tag)
+    per_step.reverse()
+    inside = torch.stack(per_step, dim=1).reshape(n_blocks * size, n_batch, n_chains)
     return torch.cat([inside[:n_steps], last.unsqueeze(0)])

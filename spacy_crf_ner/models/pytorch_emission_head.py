@@ -61,7 +61,8 @@ class EmissionHead(nn.Module):
         self, em_level: torch.Tensor, above: torch.Tensor, k: int, forbidden: float = FORBIDDEN
     ) -> torch.Tensor:
         """Emissions of level ``k`` >= 1 [N, T, L, 5] given the tags of level k-1 [N, T, L]."""
-        table = self.nesting_scores[k - 1].masked_fill(~self.nesting_allowed, forbidden)
+        allowed: torch.Tensor = self.nesting_allowed  # type: ignore[assignment]  # a buffer
+        table = self.nesting_scores[k - 1].masked_fill(~allowed, forbidden)
         labels = torch.arange(self.num_labels, device=em_level.device)
         return em_level + table[labels, above]  # table[l, above[n, t, l]]: [N, T, L, 5]
 
@@ -87,7 +88,8 @@ class EmissionHead(nn.Module):
         ``use_crf``: constrained Viterbi per level; otherwise per-token argmax.
         Forbidden tags get -inf while decoding, so they can never be chosen.
         """
-        tags, conditioned = [], []
+        tags: List[torch.Tensor] = []
+        conditioned: List[torch.Tensor] = []
         for k in range(self.nesting_depth):
             em_k = em[:, :, self.level(k)]  # [N, T, L, 5]
             if k:

@@ -1,5 +1,5 @@
 """``spacy_crf_ner.TextCNN.v1``: an embedding layer followed by a text CNN."""
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -9,7 +9,6 @@ from thinc.types import Floats2d
 from .torch_layer import lazy_torch_layer
 
 
-@registry.architectures("spacy_crf_ner.TextCNN.v1")
 def build_text_cnn(
     tok2vec: Model[List[Doc], List[Floats2d]],
     kernel_sizes: List[int] = [3],
@@ -25,7 +24,7 @@ def build_text_cnn(
     kernel size) defaults to it too. Each document is convolved on its own.
     """
 
-    def build_module(model: Model):
+    def build_module(model: Model) -> Any:  # the torch module
         from .pytorch_text_cnn import TextCNN
 
         width = model.get_dim("nI")
@@ -50,3 +49,6 @@ def build_text_cnn(
         raise ValueError(f"Unknown normalize {normalize!r}; choose from {list(NORMALIZE)}")
     cnn = lazy_torch_layer("crf_text_cnn", build_module, padded_output=False, dims={"nO": None})
     return chain(tok2vec, cnn)
+
+
+registry.architectures("spacy_crf_ner.TextCNN.v1")(build_text_cnn)

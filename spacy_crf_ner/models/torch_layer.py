@@ -6,7 +6,7 @@ The input width of a head is only known when the embedding layer before it has s
 A loaded pipeline rebuilds it from the dims saved with the pipe (``build_torch_layers``).
 """
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
 from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, torch2xp, xp2torch
 from thinc.types import Floats2d
@@ -105,7 +105,7 @@ def get_torch_module(model: Model) -> Any:
 def _flat_inputs(model: Model, X: List[Floats2d], is_train: bool):
     import torch
 
-    shim = model.shims[0]
+    shim: Any = model.shims[0]  # a PyTorchShim, which has a device
     lengths = [x.shape[0] for x in X]
     flat = model.ops.flatten(X) if X else model.ops.alloc2f(0, 0)
     flat_t = xp2torch(flat, requires_grad=is_train, device=shim.device)
@@ -115,7 +115,7 @@ def _flat_inputs(model: Model, X: List[Floats2d], is_train: bool):
         d_flat = d_inputs.args[0]
         if d_flat is None:
             return [model.ops.alloc2f(*x.shape) for x in X]
-        return model.ops.unflatten(torch2xp(d_flat), lengths)
+        return model.ops.unflatten(cast(Floats2d, torch2xp(d_flat)), model.ops.asarray1i(lengths))
 
     return ArgsKwargs(args=(flat_t, lengths_t), kwargs={}), get_dX
 
@@ -123,7 +123,7 @@ def _flat_inputs(model: Model, X: List[Floats2d], is_train: bool):
 def _flat_outputs(model: Model, X_Ytorch, is_train: bool):
     X, Ytorch = X_Ytorch
     lengths = [x.shape[0] for x in X]
-    Y = model.ops.unflatten(torch2xp(Ytorch), lengths)
+    Y = model.ops.unflatten(cast(Floats2d, torch2xp(Ytorch)), model.ops.asarray1i(lengths))
 
     def get_dYtorch(dY: List[Floats2d]) -> ArgsKwargs:
         d_flat = xp2torch(model.ops.flatten(dY), device=Ytorch.device)

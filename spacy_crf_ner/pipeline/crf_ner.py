@@ -24,7 +24,7 @@ every level; ``doc.ents`` keeps a non-overlapping subset (longest first, so oute
 """
 import warnings
 from itertools import islice
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy
 import srsly
@@ -42,6 +42,7 @@ from ..models.crf_tagger import MODES, Emissions, get_emission_head, tagger_deco
 from ..models.torch_layer import build_torch_layers, torch_layer_dims
 from ..spans import get_spans, select_longest_first
 from ..spans.bioul import encode_levels, spans_per_doc
+from ..transformer.listeners import route_listener_replacement
 from .scoring import crf_ner_score
 
 # What ``predict`` returns for one doc: spans ``[n, 3] = (label, start, end)`` (token
@@ -130,6 +131,7 @@ def make_crf_ner(
     confidence_threshold: predicted spans with a lower confidence are not written.
     """
     guard_pipeline_files(nlp)  # checksums written on save, verified on load: integrity.py
+    route_listener_replacement(nlp)  # so that replace_listeners writes a loadable config
     return CrfNer(
         nlp.vocab,
         model,
@@ -289,7 +291,7 @@ class CrfNer(TrainablePipe):
             for label in labels:
                 self.add_label(label)
         elif not self.labels:
-            found = set()
+            found: Set[str] = set()
             for eg in get_examples():
                 found.update(span.label_ for span in self._reference_spans(eg.reference))
             for label in sorted(found):
@@ -484,6 +486,8 @@ class CrfNer(TrainablePipe):
             target_span_getter=self.target_span_getter,
             labels=self.labels,
         )
+        if self.scorer is None:
+            raise ValueError(f"{self.name!r} has no scorer (scorer = null in its config)")
         return self.scorer(examples, **kwargs)
 
     # ---------------------------------------------------------- serialisation

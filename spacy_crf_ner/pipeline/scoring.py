@@ -10,7 +10,7 @@ For each target of ``span_setter``:
 A span is correct only if its label, first and last token match exactly (predicted spans are
 mapped onto the reference tokenization first).
 """
-from typing import Any, Callable, Dict, Iterable, List, Sequence
+from typing import Any, Callable, Dict, Iterable, Sequence
 
 from spacy.scorer import Scorer
 from spacy.tokens import Doc, Span
@@ -26,7 +26,7 @@ def crf_ner_score(
     span_setter: Sequence[str] = ("ents", "sc"),
     target_span_getter: str = "sc",
     labels: Sequence[str] = (),
-    **kwargs,
+    **kwargs: Any,
 ) -> Dict[str, Any]:
     examples = list(examples)
     scores: Dict[str, Any] = {}
@@ -39,23 +39,25 @@ def crf_ner_score(
         if target == "*":
             attr = "spans_labels"
 
-            def getter(doc: Doc, attr: str, _labels=tuple(labels)) -> List[Span]:
-                if _labels and all(label in doc.spans for label in _labels):
-                    return [span for label in _labels for span in doc.spans[label]]
+            def getter(doc: Doc, attr: str, _bound: Any = tuple(labels)) -> Sequence[Span]:
+                if _bound and all(label in doc.spans for label in _bound):
+                    return [span for label in _bound for span in doc.spans[label]]
                 return list(get_spans(doc, target_span_getter))
 
         else:
             attr = f"spans_{target}"
 
-            def getter(doc: Doc, attr: str, _key=target) -> Sequence[Span]:
-                if _key in doc.spans:
-                    return doc.spans[_key]
+            def getter(doc: Doc, attr: str, _bound: Any = target) -> Sequence[Span]:
+                if _bound in doc.spans:
+                    return doc.spans[_bound]
                 return get_spans(doc, target_span_getter)
 
         scores.update(Scorer.score_spans(examples, attr, getter=getter, allow_overlap=True))
     return scores
 
 
-@registry.scorers("spacy_crf_ner.crf_ner_scorer.v1")
-def make_crf_ner_scorer() -> Callable:
+def make_crf_ner_scorer() -> Callable[..., Dict[str, Any]]:
     return crf_ner_score
+
+
+registry.scorers("spacy_crf_ner.crf_ner_scorer.v1")(make_crf_ner_scorer)

@@ -123,7 +123,8 @@ def assign_levels(
             break
     levels += [[] for _ in range(depth - len(levels))]
     placed = [s for level in levels for s in level]
-    crossing, too_deep = [], []
+    crossing: List[SpanTuple] = []
+    too_deep: List[SpanTuple] = []
     for s in remaining:
         crosses = any(
             p[0] == s[0] and p[1] < s[2] and s[1] < p[2]

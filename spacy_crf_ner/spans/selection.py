@@ -7,14 +7,14 @@ smaller label, then the smaller span id, then input order; a span is taken when 
 Longest first keeps the outer span of nested ones, so that gold and predicted ``doc.ents``
 agree on what they hold.
 """
-from typing import List, Optional, Sequence
+from typing import Iterable, List, Optional
 
 import numpy
 from spacy.tokens import Span
 
 
 def select_longest_first(
-    spans: Sequence[Span], confidences: Optional[Sequence[float]] = None, n_tokens: int = 0
+    spans: Iterable[Span], confidences: Optional[Iterable[float]] = None, n_tokens: int = 0
 ) -> List[Span]:
     """Non-overlapping subset of ``spans`` by the rule above, sorted by position.
 

@@ -9,7 +9,7 @@ last evaluation, seconds, words). ``python -m spacy_crf_ner plot-log`` turns it 
 import json
 import sys
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Optional, Tuple
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from spacy.language import Language
 from spacy.util import registry
@@ -29,7 +29,6 @@ def _numeric_scores(scores: Dict[str, Any], prefix: str = "") -> Dict[str, float
     return out
 
 
-@registry.loggers("spacy_crf_ner.JsonlLogger.v1")
 def jsonl_logger(
     path: Optional[str] = None, console: bool = True, progress_bar: Optional[str] = None
 ) -> Callable:
@@ -53,7 +52,7 @@ def jsonl_logger(
                 file_.flush()
 
         counter = {"update": 0}
-        pending = []  # update records waiting for the end of their step (learning rates)
+        pending: List[Dict[str, Any]] = []  # update records waiting for the end of their step (learning rates)
         original_update = nlp.update
 
         def flush() -> None:
@@ -85,7 +84,9 @@ def jsonl_logger(
             return result
 
         if file_ is not None:
-            nlp.update = update  # an instance attribute shadows the method while training
+            # spaCy has no per-update hook that sees the losses: an instance attribute
+            # shadows the method while training, and finalize() removes it.
+            nlp.update = update  # type: ignore[method-assign]
 
         def log_step(info: Optional[Dict[str, Any]]) -> None:
             if console_step is not None:
@@ -118,3 +119,6 @@ def jsonl_logger(
         return log_step, finalize
 
     return setup
+
+
+registry.loggers("spacy_crf_ner.JsonlLogger.v1")(jsonl_logger)

@@ -48,7 +48,6 @@ def set_mmap_threshold(threshold: int) -> bool:
     return mallopt(M_MMAP_THRESHOLD, int(threshold)) == 1
 
 
-@registry.callbacks("spacy_crf_ner.malloc_mmap_threshold.v1")
 def make_malloc_mmap_threshold(threshold: int = 131072) -> Callable[[Language], Language]:
     """``[nlp.after_pipeline_creation]`` callback: fix glibc's mmap threshold at ``threshold``
     bytes (default 128 kB, glibc's own starting value) so that freed tensors go back to the
@@ -64,3 +63,5 @@ def make_malloc_mmap_threshold(threshold: int = 131072) -> Callable[[Language], 
 
     return malloc_mmap_threshold
 
+
+registry.callbacks("spacy_crf_ner.malloc_mmap_threshold.v1")(make_malloc_mmap_threshold)

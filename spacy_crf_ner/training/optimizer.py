@@ -78,7 +78,7 @@ def _walk_parameters(nlp: Language) -> Iterable[Tuple[KeyT, str, int, Callable[[
                       partial(_thinc_grad, node, name))
                      for name in node.param_names if node.has_param(name)]
             for shim in node.shims:
-                module = shim_module(shim)
+                module: Any = shim_module(shim)
                 if hasattr(module, "named_parameters"):
                     found += [((shim.id, name), name, int(param.numel()),
                                partial(_torch_grad, param))
@@ -193,7 +193,8 @@ class GroupedOptimizer(Optimizer):
             )
         self.key_to_group.clear()
         self.key_to_path.clear()
-        summary = {g.name: {"pattern": g.pattern_text, "tensors": 0, "weights": 0} for g in self.groups}
+        summary: Dict[str, Dict[str, Any]] = {
+            g.name: {"pattern": g.pattern_text, "tensors": 0, "weights": 0} for g in self.groups}
         unmatched = []
         for key, (path, size) in paths.items():
             group = next((g for g in self.groups if g.pattern.search(path)), None)
@@ -302,7 +303,6 @@ class GroupedOptimizer(Optimizer):
         return self._clip_factor
 
 
-@registry.optimizers("spacy_crf_ner.GroupedAdam.v1")
 def grouped_adam(
     groups: Dict[str, Dict[str, Any]],
     beta1: float = 0.9,
@@ -330,7 +330,9 @@ def grouped_adam(
     )
 
 
-@registry.callbacks("spacy_crf_ner.bind_param_groups.v1")
+registry.optimizers("spacy_crf_ner.GroupedAdam.v1")(grouped_adam)
+
+
 def make_bind_param_groups() -> Callable[[Language], Language]:
     """``[initialize.after_init]`` callback: bind a GroupedAdam to the initialized pipeline."""
 
@@ -343,3 +345,6 @@ def make_bind_param_groups() -> Callable[[Language], Language]:
         return nlp
 
     return bind_param_groups
+
+
+registry.callbacks("spacy_crf_ner.bind_param_groups.v1")(make_bind_param_groups)

@@ -12,7 +12,6 @@ from typing import Iterator
 from thinc.api import registry
 
 
-@registry.schedules("spacy_crf_ner.warmup_linear.v1")
 def warmup_linear(
     initial_rate: float, warmup_steps: int, total_steps: int, start_rate: float = 0.0
 ) -> Iterator[float]:
@@ -35,3 +34,6 @@ def warmup_linear(
             remaining = max(0.0, (total_steps - step) / max(1.0, total_steps - warmup_steps))
             yield initial_rate * remaining
         step += 1
+
+
+registry.schedules("spacy_crf_ner.warmup_linear.v1")(warmup_linear)

@@ -31,7 +31,9 @@ def resolve_transformer_name(name: str) -> str:
     return name
 
 
-@registry.misc("spacy_crf_ner.transformer_name.v1")
 def make_transformer_name(name: str) -> str:
     """Config helper: ``[...model.name] @misc = "spacy_crf_ner.transformer_name.v1"``."""
     return resolve_transformer_name(name)
+
+
+registry.misc("spacy_crf_ner.transformer_name.v1")(make_transformer_name)

@@ -15,7 +15,7 @@ windows' inputs are slices of the document's pieces, and the alignment of tokens
 is computed from the pieces' character offsets with NumPy.
 """
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 import numpy
 from spacy.attrs import IDX, LENGTH
@@ -24,6 +24,9 @@ from spacy.util import registry
 from thinc.api import Model
 
 from .windows import check_window, piece_owners, windows_from_counts
+
+if TYPE_CHECKING:
+    from spacy_transformers.data_classes import FullTransformerBatch
 
 
 @dataclass
@@ -48,7 +51,7 @@ class WindowEncoder:
     tokenizer's own template, so any Hugging Face model with a fast tokenizer works.
     """
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer: Any):  # a Hugging Face fast tokenizer
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if not getattr(tokenizer, "is_fast", False) or backend is None:
             raise ValueError(
@@ -136,7 +139,6 @@ class WindowEncoder:
         )
 
 
-@registry.architectures("spacy_crf_ner.WindowedTransformerModel.v1")
 def build_windowed_transformer_model(
     name: str,
     window: int = 128,
@@ -145,7 +147,7 @@ def build_windowed_transformer_model(
     transformer_config: dict = {},
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
-) -> Model:
+) -> Model[List[Doc], "FullTransformerBatch"]:
     """A Hugging Face transformer run over windows of at most ``window`` word pieces,
     ``stride`` pieces apart (EDS-NLP's layout), for spacy-transformers' ``transformer``
     component and its listeners. Drop-in for ``spacy-transformers.TransformerModel.v3`` with
@@ -155,3 +157,8 @@ def build_windowed_transformer_model(
 
     return WindowedTransformerModel(name, window, stride, tokenizer_config, transformer_config,
                                     mixed_precision, grad_scaler_config)
+
+
+# Registered after its definition: catalogue's decorator would erase the typed signature.
+registry.architectures("spacy_crf_ner.WindowedTransformerModel.v1")(
+    build_windowed_transformer_model)

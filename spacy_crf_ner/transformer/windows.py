@@ -9,7 +9,7 @@ windows are full and of nearly equal length. Windows still start and end on spaC
 and every token is covered.
 """
 from functools import lru_cache, partial
-from typing import Callable, Iterable, List
+from typing import Any, Callable, Iterable, List
 
 import numpy
 from spacy.attrs import IDX, LENGTH
@@ -17,7 +17,7 @@ from spacy.tokens import Doc, Span
 
 
 @lru_cache(maxsize=4)
-def _load_tokenizer(name: str):
+def _load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
     from .name import resolve_transformer_name
@@ -41,7 +41,7 @@ def piece_owners(token_starts: numpy.ndarray, token_ends: numpy.ndarray,
     return owner
 
 
-def piece_counts(tokenizer, doc: Doc) -> numpy.ndarray:
+def piece_counts(tokenizer: Any, doc: Doc) -> numpy.ndarray:
     """Word pieces per spaCy token [len(doc)], from one tokenisation of the whole text."""
     if not len(doc):
         return numpy.zeros((0,), dtype="int64")
