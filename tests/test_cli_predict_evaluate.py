@@ -163,7 +163,7 @@ def test_predict_jsonl_with_bad_lines(model, tmp_path):
     only_bad.write_text('{"id": 1}\nnot json\n', encoding="utf-8")
     result = invoke("predict", model, only_bad, tmp_path / "out2", "--no-progress")
     assert result.exit_code == 1 and "Skipped inputs: 2" in result.output
-    assert "Error: none of the 2 input(s)" in result.output and "Traceback" not in result.output
+    assert "✘ none of the 2 input(s)" in result.output and "Traceback" not in result.output
 
 
 def test_predict_single_txt_file_and_format_checks(model, brat_input, tmp_path):
@@ -281,7 +281,7 @@ def test_missing_paths_fail_cleanly(model, tmp_path, monkeypatch, args, message)
     result = invoke(*[a.format(**values) for a in args], "--no-progress")
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)  # a clean exit, not a crash
-    assert f"Error: {message}" in result.output
+    assert f"✘ {message}" in result.output
     assert "Traceback" not in result.output
 
 
@@ -322,4 +322,4 @@ def test_unavailable_gpu_fails_cleanly(model, tmp_path):
     for args in (["evaluate", model, data], ["predict", model, data, tmp_path / "o"]):
         result = invoke(*args, "--gpu-id", "0", "--no-progress")
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
-        assert "Error: --gpu-id 0: GPU not available" in result.output
+        assert "✘ --gpu-id 0: GPU not available" in result.output

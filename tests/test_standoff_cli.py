@@ -80,7 +80,7 @@ def test_model_option_uses_that_tokenizer(tmp_path):
 def test_strict_fails_cleanly(tmp_path):
     result = run(CORPUS, tmp_path / "o.spacy", "--strict")
     assert result.exit_code == 1
-    assert "Error: c.txt: [txt_without_ann]" in result.output
+    assert "✘ c.txt: [txt_without_ann]" in result.output
     assert "Traceback" not in result.output
     result = run(CORPUS, tmp_path / "o.spacy", "--strict", "--skip-txt-only")
     assert result.exit_code == 1 and "d.ann: [ann_without_txt]" in result.output
@@ -102,7 +102,7 @@ def test_unusable_paths_and_options(tmp_path, case):
     }[case]
     result = run(*args)
     assert result.exit_code == 1
-    assert result.output.startswith("Error: ") and "Traceback" not in result.output
+    assert "✘ " in result.output.splitlines()[0] and "Traceback" not in result.output
 
 
 def test_python_dash_m(tmp_path):

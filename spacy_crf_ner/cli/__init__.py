@@ -10,6 +10,7 @@ app = typer.Typer(
     help="BRAT standoff conversion, corpus checks, prediction and evaluation for spacy-crf-ner.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help text, as spaCy renders its own
 )
 
 

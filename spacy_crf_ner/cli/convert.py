@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from wasabi import msg
 
 from . import app
 from .util import check_output_file, check_split_regex, fail, split_regex_option
@@ -27,9 +28,11 @@ if app.registered_callback is None:
 @app.command("convert")
 def convert(
     in_dir: Path = typer.Argument(
-        ..., help="Folder of BRAT .txt/.ann files (searched recursively)"
+        ..., metavar="INPUT_PATH", help="Folder of BRAT .txt/.ann files (searched recursively)"
     ),
-    output: Path = typer.Argument(..., help="Output .spacy file (DocBin with user data)"),
+    output: Path = typer.Argument(
+        ..., metavar="OUTPUT_PATH", help="Output .spacy file (DocBin with user data)"
+    ),
     lang: str = typer.Option("en", "--lang", help="Blank spaCy language whose tokenizer is used"),
     model: Optional[str] = typer.Option(
         None, "--model",
@@ -119,11 +122,11 @@ def convert(
         data["options"] = vars(options)
         srsly.write_json(report_path, data)
 
-    typer.echo(report.format_table())
+    msg.text(report.format_table())
     for issue in report.issues[:SHOW_ISSUES]:
-        typer.echo(f"warning: {issue}", err=True)
+        msg.warn(str(issue))
     if report.n_warnings > SHOW_ISSUES:
         more = report.n_warnings - SHOW_ISSUES
         hint = " (all in --report)" if report_path else " (use --report to save them all)"
-        typer.echo(f"... and {more} more warning(s){hint}", err=True)
-    typer.echo(f"Saved {report.parts} docs to {output}")
+        msg.warn(f"... and {more} more warning(s){hint}")
+    msg.good(f"Saved {report.parts} docs to {output}")

@@ -75,7 +75,7 @@ def _label_table(stats: Dict[str, Any], drift: Dict[str, Any]) -> List[List[Any]
 )
 def debug_data(
     ctx: typer.Context,
-    config_path: Path = typer.Argument(..., metavar="CONFIG", help="Training config (.cfg)"),
+    config_path: Path = typer.Argument(..., metavar="CONFIG_PATH", help="Training config (.cfg)"),
     component: Optional[str] = typer.Option(
         None, "--component", "-c", help="The crf_ner component to analyse (default: the first)"
     ),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import typer
+from wasabi import msg
 
 from . import app
 from .util import allow_length, check_batching, check_output_file, fail, load_model, use_gpu
@@ -44,18 +45,17 @@ def _read_gold(nlp, data: Path, gold_key: str):
 def _echo_conversion(report, saved: bool) -> None:
     """The BRAT reading counts in a few lines (all of them go to the JSON output)."""
     dropped = ", ".join(f"{k}: {v}" for k, v in sorted(report.dropped.items()))
-    typer.echo(
+    msg.info(
         f"Gold data (BRAT): {report.documents} documents ({report.parts} docs), "
         f"{report.spans_read} spans read, {report.kept} kept, {report.n_dropped} dropped"
         + (f" ({dropped})" if dropped else "")
         + f", {report.misaligned} not on token boundaries, {report.n_warnings} warnings"
     )
     for issue in report.issues[:10]:
-        typer.echo(f"warning: {issue}", err=True)
+        msg.warn(str(issue))
     if report.n_warnings > 10:
         where = " (all in --output)" if saved else ""
-        typer.echo(f"... and {report.n_warnings - 10} more warning(s){where}", err=True)
-    typer.echo("")
+        msg.warn(f"... and {report.n_warnings - 10} more warning(s){where}")
 
 
 @app.command("evaluate")
@@ -64,7 +64,7 @@ def evaluate(
         ..., metavar="MODEL", help="Pipeline folder (or installed package name)"
     ),
     data: Path = typer.Argument(
-        ..., metavar="DATA", help="Gold data: a .spacy DocBin or a BRAT folder"
+        ..., metavar="DATA_PATH", help="Gold data: a .spacy DocBin or a BRAT folder"
     ),
     output: Optional[Path] = typer.Option(
         None, "--output", "-o", help="Save all scores, counts and examples as JSON"
@@ -114,13 +114,13 @@ def evaluate(
     )
     if n_gold == 0:
         found = sorted({k for d in gold_docs for k in d.spans})
-        typer.echo(f"Warning: no gold entities under --gold-key {gold_key!r} "
+        msg.warn(f"no gold entities under --gold-key {gold_key!r} "
                    f"(span groups in the data: {found or 'none'})", err=True)
 
     texts = [doc.text for doc in gold_docs]
     raised = allow_length(nlp, texts)
     if raised:
-        typer.echo(f"Note: nlp.max_length raised to {raised} for the longest text", err=True)
+        msg.info(f"nlp.max_length raised to {raised} for the longest text")
     bar = tqdm(total=len(texts), desc="evaluate", unit="doc", file=sys.stderr,
                disable=not progress)
     started = time.perf_counter()
@@ -138,7 +138,7 @@ def evaluate(
     n_pred = sum(len(get_spans(d, pred_key)) for d in pred_docs)
     if n_pred == 0 and pred_key != "ents" and not any(pred_key in d.spans for d in pred_docs):
         found = sorted({k for d in pred_docs for k in d.spans})
-        typer.echo(f"Warning: the pipeline wrote no span group {pred_key!r} "
+        msg.warn(f"the pipeline wrote no span group {pred_key!r} "
                    f"(it wrote: {found or 'none'}); see --pred-key", err=True)
 
     results: Dict[str, Any] = evaluate_docs(gold_docs, pred_docs, gold_key, pred_key,
@@ -147,10 +147,9 @@ def evaluate(
         "docs": len(pred_docs), "words": n_words, "seconds": seconds,
         "words_per_second": n_words / seconds if seconds > 0 else None,
     }
-    typer.echo(format_report(results))
-    typer.echo("")
+    msg.text(format_report(results))
     wps = speed["words_per_second"]
-    typer.echo(f"Speed: {len(pred_docs)} docs, {n_words} words in {seconds:.2f} s"
+    msg.info(f"Speed: {len(pred_docs)} docs, {n_words} words in {seconds:.2f} s"
                + (f" ({wps:,.0f} words/s)" if wps else ""))
     if output is not None:
         payload = {
@@ -162,7 +161,7 @@ def evaluate(
             srsly.write_json(output, payload)
         except OSError as err:
             fail(f"cannot write {output}: {err}")
-        typer.echo(f"Saved metrics to {output}")
+        msg.good(f"Saved metrics to {output}")
     if html_page is not None:
         from ..error_page import write_error_page
 
@@ -171,4 +170,4 @@ def evaluate(
                              title=f"Errors of {model} on {data}")
         except OSError as err:
             fail(f"cannot write {html_page}: {err}")
-        typer.echo(f"Saved the error page to {html_page}")
+        msg.good(f"Saved the error page to {html_page}")

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Dict, List
 
 import typer
+from wasabi import msg
 
 from . import app
+from .util import fail
 
 
 def read_log(path: Path) -> Dict[str, List[dict]]:
@@ -22,7 +24,7 @@ def read_log(path: Path) -> Dict[str, List[dict]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                typer.echo(f"Warning: {path}:{line_no} is not JSON; skipped", err=True)
+                msg.warn(f"{path}:{line_no} is not JSON; skipped")
                 continue
             events.setdefault(record.get("event", "?"), []).append(record)
     return events
@@ -40,26 +42,25 @@ def _moving_average(values: List[float], window: int) -> List[float]:
 
 @app.command("plot-log")
 def plot_log(
-    log: Path = typer.Argument(..., help="JSONL log written by spacy_crf_ner.JsonlLogger.v1"),
-    out_dir: Path = typer.Argument(..., help="Folder for the PNG files"),
+    log: Path = typer.Argument(
+        ..., metavar="INPUT_PATH", help="JSONL log written by spacy_crf_ner.JsonlLogger.v1"
+    ),
+    out_dir: Path = typer.Argument(..., metavar="OUTPUT_PATH", help="Folder for the PNG files"),
 ) -> None:
     """Plot losses, dev scores and learning rates from a training log."""
     if not log.is_file():
-        typer.echo(f"Error: no training log at {log}", err=True)
-        raise typer.Exit(1)
+        fail(f"no training log at {log}")
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        typer.echo("Error: plotting needs matplotlib (pip install 'spacy-crf-ner[plots]')", err=True)
-        raise typer.Exit(1)
+        fail("plotting needs matplotlib (pip install 'spacy-crf-ner[plots]')")
     events = read_log(log)
     updates, evals = events["update"], events["evaluation"]
     if not updates and not evals:
-        typer.echo(f"Error: {log} holds no training events", err=True)
-        raise typer.Exit(1)
+        fail(f"{log} holds no training events")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -113,4 +114,4 @@ def plot_log(
         fig.savefig(out_dir / "learn_rates.png", dpi=110)
         plt.close(fig)
         written.append("learn_rates.png")
-    typer.echo(f"Wrote {', '.join(written)} to {out_dir}")
+    msg.good(f"Wrote {', '.join(written)} to {out_dir}")

@@ -1,14 +1,16 @@
 """What every command of the CLI shares: failing cleanly, checking outputs, loading a model,
 the GPU and batching options, and the ``--split-regex`` option.
 
-A command never shows a traceback for bad input: it prints one ``Error: ...`` line on stderr
-and exits with code 1 (``fail``).
+Messages go through wasabi's ``msg`` (``good``/``info``/``warn``/``fail``/``table``), as in
+spaCy's own commands. A command never shows a traceback for bad input: it prints one
+``✘ ...`` line and exits with code 1 (``fail``).
 """
 import re
 from pathlib import Path
 from typing import List, NoReturn, Optional
 
 import typer
+from wasabi import msg
 
 from ..data.split import DEFAULT_SPLIT_REGEX
 
@@ -31,9 +33,10 @@ def check_split_regex(split_regex: Optional[str]) -> None:
 
 
 def fail(message: str) -> NoReturn:
-    """Print ``Error: message`` on stderr and exit with code 1 (no traceback)."""
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code=1)
+    """Print ``✘ message`` (wasabi, as spaCy's own commands do) and exit with code 1, with no
+    traceback."""
+    msg.fail(message)
+    raise SystemExit(1)
 
 
 def check_output_file(path: Path, what: str) -> None:
