@@ -191,8 +191,29 @@ def predict(
         True, "--scores/--no-scores", help="Write confidences as AnnotatorNotes"
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar"),
+    engine: str = typer.Option(
+        "pipe", "--engine",
+        help="pipe: nlp.pipe here (--n-process); spark: Apache Spark, Parquet output "
+             "(docs/spark.md)",
+    ),
+    master: Optional[str] = typer.Option(
+        None, "--master", help="Spark master for --engine spark, e.g. local[4] "
+                               "(default: spark-submit's, else local[*])",
+    ),
 ) -> None:
     """Predict entities in raw texts and write them as BRAT standoff files."""
+    if engine == "spark":
+        from .predict_spark import predict_spark
+
+        return predict_spark(
+            model, input_path, output_dir, fmt=fmt, batch_size=batch_size, n_process=n_process,
+            gpu_id=gpu_id, span_key=span_key, max_length=max_length, split_regex=split_regex,
+            scores=scores, progress=progress, master=master,
+        )
+    if engine != "pipe":
+        fail(f"--engine must be pipe or spark; got {engine!r}")
+    if master is not None:
+        fail("--master needs --engine spark")
     from tqdm import tqdm
 
     from ..data import write_standoff
