@@ -16,9 +16,9 @@ the parent and the forked children for ``n_process=2``). Spark's figures are giv
 loads (a cold job, as a user runs it) and without them (the job's wall time minus the
 slowest worker's load, the steady rate a long job approaches).
 
-Model: ``--model`` (e.g. artifacts/model-best), else the project's configs/config.cfg with
-the pretrained MiniLM, initialised on 20 NCBI training documents and not trained: the same
-computation per word as a trained model (predictions are not scored here).
+Model: ``--model`` (e.g. artifacts/model-best), else ``--config`` (default: the project's
+configs/config.cfg with the pretrained MiniLM) initialised on 20 NCBI training documents and
+not trained: the same computation per word as a trained model (predictions are not scored).
 
 Writes bench/results/spark-<date>.json and the Spark section of BENCHMARKS.md.
 """
@@ -63,15 +63,15 @@ def make_notes(data: Path, n_notes: int, sentences: int) -> List[str]:
     return [chunks[i % len(chunks)] for i in range(n_notes)]
 
 
-def build_model(data: Path, target: Path) -> None:
-    """configs/config.cfg with the pretrained MiniLM, initialised (labels from 20 NCBI
-    training documents), not trained."""
+def build_model(data: Path, config_path: Path, target: Path) -> None:
+    """The config (the project's default: the pretrained MiniLM), initialised (labels from
+    20 NCBI training documents), not trained."""
     import spacy
     from spacy.training import Example
 
     from spacy_crf_ner.data import read_standoff
 
-    config = spacy.util.load_config(common.REPO_DIR / "configs" / "config.cfg")
+    config = spacy.util.load_config(config_path)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     docs, _ = read_standoff(data / "train", nlp, span_key="sc")
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in docs[:20]]
@@ -307,6 +307,8 @@ def parse_args():
     parser.add_argument("--sentences", type=int, default=3, help="sentences per note")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default=None, help="pipeline folder (default: built)")
+    parser.add_argument("--config", type=Path, default=common.REPO_DIR / "configs" / "config.cfg",
+                        help="config of the built model (without --model)")
     parser.add_argument("--ways", default=",".join(WAYS))
     parser.add_argument("--no-update", action="store_true",
                         help="do not rewrite BENCHMARKS.md (results JSON only)")
@@ -333,12 +335,14 @@ def main() -> None:
                    texts_file.with_suffix(".parquet"))
     model = args.model
     if model is None:
-        model = str(WORK / "model")
+        model = str(WORK / f"model-{args.config.stem}")
         if not Path(model, "config.cfg").exists():
-            log("building the model (configs/config.cfg, initialised, not trained)")
-            build_model(args.data, Path(model))
-        note = ("configs/config.cfg (MiniLM transformer, text CNN, CRF), initialised on 20 "
-                "NCBI training documents and not trained (same computation as a trained one)")
+            log(f"building the model ({args.config.name}, initialised, not trained)")
+            build_model(args.data, args.config, Path(model))
+        note = (f"configs/{args.config.name} initialised on 20 NCBI training documents and not "
+                "trained (the same computation per word as a trained model)")
+        if args.config.name == "config.cfg":
+            note = "the default " + note + ": MiniLM transformer, text CNN, CRF"
     else:
         note = f"`{model}`"
     ways = [w for w in args.ways.split(",") if w]

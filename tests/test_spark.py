@@ -230,7 +230,7 @@ def test_bad_model_is_a_clear_error_before_any_task(spark, model_dir, tmp_path):
 
 
 def test_model_shipped_to_executors_as_an_archive(spark, model_dir, tmp_path):
-    from spacy_crf_ner.spark import annotate
+    from spacy_crf_ner.spark import annotate, prepare_model
 
     texts = [text for text, _ in make_nested_corpus(16, seed=13)]
     df = spark.createDataFrame(list(enumerate(texts)), "note_id int, note_text string")
@@ -238,6 +238,9 @@ def test_model_shipped_to_executors_as_an_archive(spark, model_dir, tmp_path):
     archive = tmp_path / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:  # the folder itself inside the archive
         tar.add(model_dir, arcname="model")
+    first = prepare_model(spark, model_dir, ship=True)
+    assert first.kind == "archive"  # a second call reuses the archive Spark registered
+    assert prepare_model(spark, model_dir, ship=True, check_load=False) == first
     for model, ship in ((model_dir, True), (archive, None)):
         rows = annotate(df, model, ship=ship).collect()
         got = {(r.note_id, r.start_char, r.end_char, r.label, r.nesting_level): r.confidence

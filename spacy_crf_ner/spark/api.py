@@ -185,6 +185,8 @@ def annotate_notes(
     if not keys:
         raise ValueError("span_keys must name at least one span group ('ents' for doc.ents)")
     _check_options(df, text_col, id_col, keep, max_length, split_regex, batch_size)
+    if partitions is not None and partitions < 1:
+        raise ValueError(f"partitions must be >= 1, got {partitions}")
     spark = df.sparkSession
     spec = prepare_model(spark, model, ship=ship, code=code, check_load=check_load)
     options = Options(id_col=id_col, text_col=text_col, keep_cols=keep, span_keys=keys,
@@ -193,8 +195,6 @@ def annotate_notes(
                       diagnostics=diagnostics)
     source = df.select(id_col, text_col, *keep)
     if partitions is not None:
-        if partitions < 1:
-            raise ValueError(f"partitions must be >= 1, got {partitions}")
         source = source.repartition(partitions)
     else:
         try:
@@ -314,7 +314,11 @@ def local_session(master: Optional[str] = None, app_name: str = "spacy-crf-ner",
 
     from pyspark.sql import SparkSession
 
-    if master is None or master.startswith("local"):
+    # Under spark-submit (a gateway is already up) the cluster decides; otherwise a master
+    # of None means Spark's default, local[*].
+    local = ("PYSPARK_GATEWAY_PORT" not in os.environ if master is None
+             else master.startswith("local"))
+    if local:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if master:

@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 
@@ -70,16 +70,24 @@ def fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+_PACKED: Dict[Tuple[str, str], Path] = {}
+
+
 def pack_folder(folder: Path) -> Path:
     """An uncompressed zip of the pipeline folder (weights do not compress; storing is fast)
-    in a temporary folder removed when the driver exits."""
+    in a temporary folder removed when the driver exits. The same folder, unchanged, gives
+    the same file: Spark refuses a second path for a name it has registered."""
+    key = (str(folder.resolve()), fingerprint(folder))
+    if key in _PACKED and _PACKED[key].exists():
+        return _PACKED[key]
     work = Path(tempfile.mkdtemp(prefix="spacy-crf-ner-model-"))
     atexit.register(shutil.rmtree, work, True)
-    target = work / f"{folder.name or 'model'}-{fingerprint(folder)}.zip"
+    target = work / f"{folder.name or 'model'}-{key[1]}.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 archive.write(path, path.relative_to(folder).as_posix())
+    _PACKED[key] = target
     return target
 
 
