@@ -279,6 +279,7 @@ SECTIONS = {
     "full-gpu": "Full budget on a GPU",
     "quick-gpu": "Quick run on a GPU (smoke test, not a comparison)",
     "seeds": "Exact F1 across seeds (full budget, CPU)",
+    "spark": "Spark batch inference (bench/spark.py, issue 14)",
 }
 
 

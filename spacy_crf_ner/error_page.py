@@ -24,7 +24,7 @@ from spacy import displacy
 from spacy.tokens import Doc
 
 from .data.meta import get_provenance
-from .evaluation import SpanGetter, _check_docs, classify_entities, get_entities
+from .evaluation import SpanGetter, check_docs, classify_entities, get_entities
 
 # Colour of each category (background of the span line and of its label).
 KIND_COLORS: Dict[str, str] = {
@@ -119,7 +119,7 @@ def render_error_page(
     ``only_errors``: leave out the documents where every entity is correct.
     """
     gold_docs, pred_docs = list(gold_docs), list(pred_docs)
-    _check_docs(gold_docs, pred_docs)
+    check_docs(gold_docs, pred_docs)
     sections, with_errors = [], []
     totals: Counter = Counter()
     for i, (g_doc, p_doc) in enumerate(zip(gold_docs, pred_docs)):

@@ -61,7 +61,8 @@ def get_entities(doc: Doc, getter: SpanGetter) -> List[Tuple[int, int, str]]:
     return sorted(out)
 
 
-def _check_docs(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> None:
+def check_docs(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> None:
+    """Raise ValueError unless the two lists pair up doc by doc (same length, same texts)."""
     if len(gold_docs) != len(pred_docs):
         raise ValueError(
             f"{len(gold_docs)} gold docs but {len(pred_docs)} predicted docs; they must be "
@@ -80,7 +81,7 @@ def _entity_sets(
     pred_getter: SpanGetter,
 ) -> Tuple[List[List[Tuple[int, int, str]]], List[List[Tuple[int, int, str]]]]:
     gold_docs, pred_docs = list(gold_docs), list(pred_docs)
-    _check_docs(gold_docs, pred_docs)
+    check_docs(gold_docs, pred_docs)
     gold = [get_entities(doc, gold_getter) for doc in gold_docs]
     pred = [get_entities(doc, pred_getter) for doc in pred_docs]
     return gold, pred

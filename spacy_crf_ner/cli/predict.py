@@ -34,7 +34,7 @@ SHOW_SKIPS = 20
 
 
 @dataclass
-class _Input:
+class TextInput:
     """One text to predict: where it goes (``source``, relative ``.txt`` path), its text,
     and the file to copy byte for byte (None: write the text)."""
 
@@ -44,7 +44,7 @@ class _Input:
 
 
 @dataclass
-class _Skips:
+class Skips:
     reasons: Counter = field(default_factory=Counter)
     messages: List[str] = field(default_factory=list)
     renamed: int = 0
@@ -58,7 +58,7 @@ class _Skips:
         return sum(self.reasons.values())
 
 
-def _detect_format(path: Path) -> str:
+def detect_format(path: Path) -> str:
     if path.is_file():
         if path.suffix.lower() in JSONL_SUFFIXES:
             return "jsonl"
@@ -71,7 +71,7 @@ def _detect_format(path: Path) -> str:
     return "brat" if has_ann else "txt"
 
 
-def _folder_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
+def folder_inputs(path: Path, skips: Skips) -> Tuple[int, Iterator[TextInput]]:
     """Every ``.txt`` under ``path`` (or ``path`` itself), decoded as UTF-8 and unchanged.
 
     Files that cannot be read (broken links, FIFOs, permissions), that are not UTF-8, or
@@ -86,7 +86,7 @@ def _folder_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
                   if extra.suffix.lower() == ".txt"]
     texts = [(e, e.txt) for e in entries if e.txt is not None]
 
-    def generate() -> Iterator[_Input]:
+    def generate() -> Iterator[TextInput]:
         for entry, extra in collisions:
             paired = entry.txt.name if entry.txt is not None else "?"
             skips.add("case_collision", f"{entry.stem + extra.suffix}: name differs from "
@@ -103,7 +103,7 @@ def _folder_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
                 skips.add("not_utf8", f"{entry.source}:{line}: not valid UTF-8 "
                                       f"(byte offset {err.start}); skipped")
                 continue
-            yield _Input(entry.source, text, txt)
+            yield TextInput(entry.source, text, txt)
 
     return len(texts) + len(collisions), generate()
 
@@ -116,12 +116,12 @@ def _safe_name(value: object) -> str:
     return name[:200]
 
 
-def _jsonl_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
+def jsonl_inputs(path: Path, skips: Skips) -> Tuple[int, Iterator[TextInput]]:
     """One input per valid line; bad lines are skipped with their line number."""
     with open(path, "rb") as f:
         total = sum(1 for line in f if line.strip())
 
-    def generate() -> Iterator[_Input]:
+    def generate() -> Iterator[TextInput]:
         used: Dict[str, int] = {}
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, start=1):
@@ -167,23 +167,9 @@ def _jsonl_inputs(path: Path, skips: _Skips) -> Tuple[int, Iterator[_Input]]:
                                           f"{new!r}")
                     name = new
                 used[name] = used.get(name, 1)
-                yield _Input(name + ".txt", text)
+                yield TextInput(name + ".txt", text)
 
     return total, generate()
-
-
-def _parts(nlp, item: _Input, split_regex: Optional[str], max_length: int):
-    """(text, provenance) for each part of one input (one part when not splitting)."""
-    from ..data import Provenance, get_provenance, set_provenance, split_doc
-
-    n = len(item.text)
-    if max_length <= 0:
-        return [(item.text, Provenance(item.source, 0, n, 0, 1).to_dict())]
-    doc = nlp.tokenizer(item.text) if n > nlp.max_length else nlp.make_doc(item.text)
-    set_provenance(doc, item.source, 0, n)
-    parts = split_doc(doc, split_regex or None, max_length)
-    provenances = [get_provenance(part) for part in parts]  # split_doc sets one on every part
-    return [(part.text, prov.to_dict()) for part, prov in zip(parts, provenances) if prov]
 
 
 @app.command("predict")
@@ -212,11 +198,33 @@ def predict(
         True, "--scores/--no-scores", help="Write confidences as AnnotatorNotes"
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar"),
+    engine: str = typer.Option(
+        "pipe", "--engine",
+        help="pipe: nlp.pipe here (--n-process); spark: Apache Spark, Parquet output "
+             "(docs/spark.md)",
+    ),
+    master: Optional[str] = typer.Option(
+        None, "--master", help="Spark master for --engine spark, e.g. local[4] "
+                               "(default: spark-submit's, else local[*])",
+    ),
 ) -> None:
     """Predict entities in raw texts and write them as BRAT standoff files."""
+    if engine == "spark":
+        from .predict_spark import predict_spark
+
+        return predict_spark(
+            model, input_path, output_dir, fmt=fmt, batch_size=batch_size, n_process=n_process,
+            gpu_id=gpu_id, span_key=span_key, max_length=max_length, split_regex=split_regex,
+            scores=scores, progress=progress, master=master,
+        )
+    if engine != "pipe":
+        fail(f"--engine must be pipe or spark; got {engine!r}")
+    if master is not None:
+        fail("--master needs --engine spark")
     from tqdm import tqdm
 
     from ..data import write_standoff
+    from ..data.split import split_text
     from ..spans import get_spans
 
     if not input_path.exists():
@@ -228,7 +236,7 @@ def predict(
     check_split_regex(split_regex)
     check_batching(batch_size, n_process, gpu_id)
     if fmt == "auto":
-        fmt = _detect_format(input_path)
+        fmt = detect_format(input_path)
     if fmt == "jsonl" and not input_path.is_file():
         fail(f"--format jsonl needs a file; {input_path} is a folder")
     if fmt in ("brat", "txt") and input_path.is_file() and input_path.suffix.lower() != ".txt":
@@ -247,22 +255,23 @@ def predict(
     use_gpu(gpu_id)
     nlp = load_model(model)
 
-    skips = _Skips()
+    skips = Skips()
     if fmt == "jsonl":
-        total, inputs = _jsonl_inputs(input_path, skips)
+        total, inputs = jsonl_inputs(input_path, skips)
     else:
-        total, inputs = _folder_inputs(input_path, skips)
+        total, inputs = folder_inputs(input_path, skips)
     if total == 0:
         fail(f"no input texts found in {input_path} (format {fmt})")
 
     # Texts are read ahead so that parts and max_length are known before the pipeline runs.
-    items: List[_Input] = list(inputs)
+    items: List[TextInput] = list(inputs)
     if not items:
-        _echo_skips(skips)
+        echo_skips(skips)
         fail(f"none of the {total} input(s) in {input_path} could be read")
     parts_by_source: Dict[str, List[Tuple[str, dict]]] = {}
     for item in items:
-        parts_by_source[item.source] = _parts(nlp, item, split_regex, max_length)
+        parts_by_source[item.source] = split_text(nlp, item.text, item.source, split_regex,
+                                                  max_length)
     parts = [part for source_parts in parts_by_source.values() for part in source_parts]
     raised = allow_length(nlp, [text for text, _ in parts])
     if raised:
@@ -312,7 +321,7 @@ def predict(
     bar.close()
     seconds = time.perf_counter() - started
     if n_docs == 0:
-        _echo_skips(skips)
+        echo_skips(skips)
         fail(f"none of the {total} input(s) in {input_path} could be predicted")
 
     if not saw_key and parts:
@@ -328,7 +337,7 @@ def predict(
     width = max([len(label) for label in labels] + [5])
     for label, n in sorted(labels.items()):
         typer.echo(f"  {label.ljust(width)}  {n}")
-    _echo_skips(skips)
+    echo_skips(skips)
     typer.echo(f"Written to {output_dir}")
 
 
@@ -378,7 +387,7 @@ def _run_pipeline(nlp, parts_by_source: Dict[str, List[Tuple[str, dict]]], batch
                 write(source, docs)
 
 
-def _echo_skips(skips: _Skips) -> None:
+def echo_skips(skips: Skips) -> None:
     typer.echo(f"Skipped inputs: {skips.total}")
     for reason, n in sorted(skips.reasons.items()):
         typer.echo(f"  {reason}: {n}")

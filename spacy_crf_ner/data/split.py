@@ -131,6 +131,24 @@ def split_doc(
     return _make_parts(doc, ranges)
 
 
+def split_text(
+    nlp: Any, text: str, source: str, split_regex: Optional[str], max_length: int
+) -> List[Tuple[str, Dict[str, Any]]]:
+    """Raw text -> ``(part text, provenance dict)`` for each part, as ``predict`` and the Spark
+    engine feed ``nlp.pipe(..., as_tuples=True)``: one part when ``max_length <= 0``, else
+    the parts of ``split_doc`` (provenance gives each part's offset in ``text``)."""
+    from .meta import Provenance, set_provenance
+
+    n = len(text)
+    if max_length <= 0:
+        return [(text, Provenance(source, 0, n, 0, 1).to_dict())]
+    doc = nlp.tokenizer(text) if n > nlp.max_length else nlp.make_doc(text)
+    set_provenance(doc, source, 0, n)
+    parts = split_doc(doc, split_regex or None, max_length)
+    provenances = [get_provenance(part) for part in parts]  # split_doc sets one on every part
+    return [(part.text, prov.to_dict()) for part, prov in zip(parts, provenances) if prov]
+
+
 def _slice_attrs(attrs: Dict[str, Any], size: int, keep: Sequence[int]) -> Dict[str, Any]:
     out = {}
     for key, value in attrs.items():
