@@ -115,7 +115,7 @@ def evaluate(
     if n_gold == 0:
         found = sorted({k for d in gold_docs for k in d.spans})
         msg.warn(f"no gold entities under --gold-key {gold_key!r} "
-                   f"(span groups in the data: {found or 'none'})", err=True)
+                 f"(span groups in the data: {found or 'none'})")
 
     texts = [doc.text for doc in gold_docs]
     raised = allow_length(nlp, texts)
@@ -139,7 +139,7 @@ def evaluate(
     if n_pred == 0 and pred_key != "ents" and not any(pred_key in d.spans for d in pred_docs):
         found = sorted({k for d in pred_docs for k in d.spans})
         msg.warn(f"the pipeline wrote no span group {pred_key!r} "
-                   f"(it wrote: {found or 'none'}); see --pred-key", err=True)
+                 f"(it wrote: {found or 'none'}); see --pred-key")
 
     results: Dict[str, Any] = evaluate_docs(gold_docs, pred_docs, gold_key, pred_key,
                                             n_examples=n_examples)
