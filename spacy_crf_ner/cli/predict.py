@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import typer
+from wasabi import msg
 
 from ..data.meta import PROVENANCE_KEY
 from . import app
@@ -275,8 +276,8 @@ def predict(
     parts = [part for source_parts in parts_by_source.values() for part in source_parts]
     raised = allow_length(nlp, [text for text, _ in parts])
     if raised:
-        typer.echo(f"Note: nlp.max_length raised to {raised} for the longest text "
-                   "(use --max-length to split long texts)", err=True)
+        msg.info(f"nlp.max_length raised to {raised} for the longest text "
+                 "(use --max-length to split long texts)")
     by_source = {item.source: item for item in items}
 
     labels: Counter = Counter()
@@ -325,20 +326,18 @@ def predict(
         fail(f"none of the {total} input(s) in {input_path} could be predicted")
 
     if not saw_key and parts:
-        typer.echo(f"Warning: the pipeline wrote no span group {span_key!r}; see --span-key",
-                   err=True)
+        msg.warn(f"the pipeline wrote no span group {span_key!r}; see --span-key")
     for message in issues[:SHOW_SKIPS]:
-        typer.echo(f"warning: {message}", err=True)
-    typer.echo(f"Format: {fmt}")
-    typer.echo(f"Documents predicted: {n_docs} ({len(parts)} parts, {n_words} words, "
-               f"{seconds:.2f} s" + (f", {n_words / seconds:,.0f} words/s)" if seconds > 0
-                                      else ")"))
-    typer.echo(f"Entities written: {write_counts['entities']}")
-    width = max([len(label) for label in labels] + [5])
-    for label, n in sorted(labels.items()):
-        typer.echo(f"  {label.ljust(width)}  {n}")
+        msg.warn(message)
+    msg.info(f"Format: {fmt}")
+    msg.info(f"Documents predicted: {n_docs} ({len(parts)} parts, {n_words} words, "
+             f"{seconds:.2f} s" + (f", {n_words / seconds:,.0f} words/s)" if seconds > 0
+                                    else ")"))
+    msg.info(f"Entities written: {write_counts['entities']}")
+    if labels:
+        msg.table(sorted(labels.items()), header=("label", "entities"), aligns=("l", "r"))
     echo_skips(skips)
-    typer.echo(f"Written to {output_dir}")
+    msg.good(f"Written to {output_dir}")
 
 
 def _run_pipeline(nlp, parts_by_source: Dict[str, List[Tuple[str, dict]]], batch_size: int,
@@ -388,12 +387,14 @@ def _run_pipeline(nlp, parts_by_source: Dict[str, List[Tuple[str, dict]]], batch
 
 
 def echo_skips(skips: Skips) -> None:
-    typer.echo(f"Skipped inputs: {skips.total}")
+    """How many inputs were skipped, by reason, and the first messages."""
+    show = msg.warn if skips.total else msg.info
+    show(f"Skipped inputs: {skips.total}")
     for reason, n in sorted(skips.reasons.items()):
-        typer.echo(f"  {reason}: {n}")
+        msg.text(f"  {reason}: {n}")
     if skips.renamed:
-        typer.echo(f"Renamed (name used before): {skips.renamed}")
+        msg.info(f"Renamed (name used before): {skips.renamed}")
     for message in skips.messages[:SHOW_SKIPS]:
-        typer.echo(f"  {message}")
+        msg.text(f"  {message}")
     if len(skips.messages) > SHOW_SKIPS:
-        typer.echo(f"  ... and {len(skips.messages) - SHOW_SKIPS} more")
+        msg.text(f"  ... and {len(skips.messages) - SHOW_SKIPS} more")

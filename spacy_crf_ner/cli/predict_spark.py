@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import typer
+from wasabi import msg
 
 from .util import fail
 from .predict import (
@@ -178,26 +178,26 @@ def predict_spark(
             spark.stop()
 
     for message in issues[:SHOW_SKIPS]:
-        typer.echo(f"warning: {message}", err=True)
+        msg.warn(message)
     n_docs = counts["with_entities"] + counts["without_entities"]
     words = counts["words"]
-    typer.echo(f"Engine: spark (master {where}, {cores} cores)")
-    typer.echo(f"Format: {fmt}")
-    typer.echo(f"Documents predicted: {n_docs} ({counts['parts']} parts, {words} words, "
-               f"{seconds:.2f} s" + (f", {words / seconds:,.0f} words/s)" if seconds > 0
-                                     else ")"))
-    typer.echo(f"Entities written: {counts['entities']}"
-               + (f" ({ann_entities} T lines in the .ann files)" if fmt == "brat" else ""))
-    width = max([len(label) for label in labels] + [5])
-    for label, n in sorted(labels.items()):
-        typer.echo(f"  {label.ljust(width)}  {n}")
-    typer.echo(f"Rows in error: {counts['errors']}")
+    msg.info(f"Engine: spark (master {where}, {cores} cores)")
+    msg.info(f"Format: {fmt}")
+    msg.info(f"Documents predicted: {n_docs} ({counts['parts']} parts, {words} words, "
+             f"{seconds:.2f} s" + (f", {words / seconds:,.0f} words/s)" if seconds > 0
+                                   else ")"))
+    msg.info(f"Entities written: {counts['entities']}"
+             + (f" ({ann_entities} T lines in the .ann files)" if fmt == "brat" else ""))
+    if labels:
+        msg.table(sorted(labels.items()), header=("label", "entities"), aligns=("l", "r"))
+    show = msg.warn if counts["errors"] else msg.info
+    show(f"Rows in error: {counts['errors']}")
     for reason, n in sorted(counts["error_reasons"].items()):
-        typer.echo(f"  {reason}: {n}")
+        msg.text(f"  {reason}: {n}")
     for row in error_list:
-        typer.echo(f"  {row[id_col]}: {row['error']}: {row['error_message']}")
+        msg.text(f"  {row[id_col]}: {row['error']}: {row['error_message']}")
     if counts["errors"] > len(error_list):
-        typer.echo(f"  ... and {counts['errors'] - len(error_list)} more")
+        msg.text(f"  ... and {counts['errors'] - len(error_list)} more")
     echo_skips(skips)
-    typer.echo(f"Written to {output_dir} (notes.parquet, entities.parquet, errors.parquet"
-               + (", .ann/.txt" if fmt == "brat" else "") + ")")
+    msg.good(f"Written to {output_dir} (notes.parquet, entities.parquet, errors.parquet"
+             + (", .ann/.txt" if fmt == "brat" else "") + ")")
