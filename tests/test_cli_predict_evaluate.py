@@ -6,20 +6,17 @@ from pathlib import Path
 import pytest
 import spacy
 from spacy.tokens import DocBin
-from typer.testing import CliRunner
 
-from spacy_crf_ner.cli import _register_commands, app
 from spacy_crf_ner.data.writer import one_line
+
+from cli_runner import invoke
 from synthetic import make_corpus, make_examples, train
 
-_register_commands()
 
 LABELS = {"ANATOMY", "DISEASE", "DRUG"}
 T_LINE = re.compile(r"^(T\d+)\t(\S+) (\d+ \d+(?:;\d+ \d+)*)\t(.*)$")
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

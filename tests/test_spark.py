@@ -6,21 +6,19 @@ import re
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 import spacy
-from typer.testing import CliRunner
 
-from spacy_crf_ner.cli import _register_commands, app
-from spacy_crf_ner.data.split import split_text
 from spacy_crf_ner.data import DEFAULT_SPLIT_REGEX
+from spacy_crf_ner.data.split import split_text
+
+from cli_runner import invoke
 from pipelines import tiny_transformer_nlp
 from synthetic import (
     NESTED_TEMPLATES, NESTED_WORDS, make_nested_corpus, make_nested_examples, train,
 )
 
-_register_commands()
 
 ID0 = 10_000_000_000  # ids beyond 32 bits: the id column keeps its type
 MAX_LENGTH = 16  # tokens: the long notes below are split, the short ones are not
@@ -45,8 +43,6 @@ def clear_if_quiet(doc):
 '''
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +221,7 @@ def test_bad_model_is_a_clear_error_before_any_task(spark, model_dir, tmp_path):
     result = invoke("predict", tmp_path / "missing", tmp_path / "model.txt", tmp_path / "out",
                     "--engine", "spark")
     assert result.exit_code == 1
-    assert "Error: model" in result.output and "not found" in result.output
+    assert "✘ model" in result.output and "not found" in result.output
     assert tracker.getJobIdsForGroup(None) == jobs  # no job, so no task, was launched
 
 
@@ -311,7 +307,7 @@ def test_cli_brat_input_gives_predict_s_ann_files_and_parquet(spark, model_dir, 
     assert f"Documents predicted: {len(texts)} (" in result.output
     out = result.output
     assert f"Entities written: {len(entities)} ({n_lines} T lines in the .ann files)" in out
-    assert "Rows in error: 1\n  empty_text: 1\n  empty: empty_text: the text is empty" in out
+    assert "Rows in error: 1 empty_text: 1 empty: empty_text: the text is empty" in out
     assert "Skipped inputs: 0" in result.output
 
 
@@ -329,7 +325,7 @@ def test_cli_jsonl_skips_and_parquet_input(spark, model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Format: jsonl" in result.output
     assert f"Documents predicted: {len(texts)} (" in result.output
-    assert "Skipped inputs: 2\n  bad_json: 1\n  no_text: 1" in result.output
+    assert "Skipped inputs: 2 bad_json: 1 no_text: 1" in result.output
     assert not list((tmp_path / "out_jsonl").glob("*.ann"))  # Parquet only
     from_jsonl = pq.read_table(tmp_path / "out_jsonl" / "entities.parquet").to_pylist()
 

@@ -7,19 +7,15 @@ from pathlib import Path
 import pytest
 import spacy
 from spacy.tokens import DocBin
-from typer.testing import CliRunner
 
-from spacy_crf_ner.cli import _register_commands, app
+from cli_runner import invoke
 
 FIXTURES = Path(__file__).parent / "fixtures" / "standoff"
 CORPUS = FIXTURES / "corpus"
 
-_register_commands()
-
 
 def run(*args):
-    result = CliRunner().invoke(app, ["convert", *map(str, args), "--no-progress"])
-    return result
+    return invoke("convert", *args, "--no-progress")
 
 
 def test_counts_and_report_json(tmp_path):
@@ -102,7 +98,7 @@ def test_unusable_paths_and_options(tmp_path, case):
     }[case]
     result = run(*args)
     assert result.exit_code == 1
-    assert "✘ " in result.output.splitlines()[0] and "Traceback" not in result.output
+    assert result.output.startswith("✘ ") and "Traceback" not in result.output
 
 
 def test_python_dash_m(tmp_path):

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 import spacy
 from spacy.tokens import DocBin, Span
-from typer.testing import CliRunner
 
-from spacy_crf_ner.cli import _register_commands, app
 from spacy_crf_ner.data import (
     StandoffOptions,
     find_standoff_files,
@@ -25,11 +23,12 @@ from spacy_crf_ner.data import (
 )
 from spacy_crf_ner.data.split import split_doc
 
-_register_commands()
+from cli_runner import invoke
+
 
 
 def convert(*args):
-    return CliRunner().invoke(app, ["convert", *map(str, args), "--no-progress"])
+    return invoke("convert", *args, "--no-progress")
 
 
 def report_of(tmp_path, folder, *options):
@@ -240,7 +239,7 @@ def marking_model(tmp_path_factory):
 
 
 def predict(*args):
-    return CliRunner().invoke(app, ["predict", *map(str, args), "--no-progress"])
+    return invoke("predict", *args, "--no-progress")
 
 
 @pytest.mark.parametrize("batch_size", ["1", "3"])
