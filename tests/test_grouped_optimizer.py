@@ -256,6 +256,8 @@ def test_spacy_train_with_groups_logs_plots_and_resumes(tmp_path):
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "Optimizer groups" in out.stdout
+    # spacy train saves through nlp.to_disk: the checksums are written (checked on load)
+    assert (tmp_path / "out" / "model-last" / "checksums.sha256").is_file()
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     updates = [r for r in records if r["event"] == "update"]
     evals = [r for r in records if r["event"] == "evaluation"]
