@@ -20,12 +20,10 @@ import spacy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spacy.tokens import DocBin, Span
-from typer.testing import CliRunner
 
-from spacy_crf_ner.cli import _register_commands, app
 from spacy_crf_ner.data.writer import one_line
 
-_register_commands()
+from cli_runner import invoke
 
 T_LINE = re.compile(r"^(T\d+)\t(\S+) (\d+ \d+(?:;\d+ \d+)*)\t(.*)$")
 TEXT_CHARS = st.sampled_from(list("ab cé\u00a0xyz.,-") + ["\n", "\r\n", "\r", "😀", "\t"])
@@ -99,9 +97,8 @@ def test_convert_counts_every_t_line_and_keeps_exact_spans(docs, max_length):
         folder, out, rep = Path(tmp) / "in", Path(tmp) / "out.spacy", Path(tmp) / "rep.json"
         folder.mkdir()
         texts = write_folder(folder, docs)
-        result = CliRunner().invoke(app, ["convert", str(folder), str(out), "--report",
-                                          str(rep), "--max-length", str(max_length),
-                                          "--no-progress"])
+        result = invoke("convert", folder, out, "--report", rep, "--max-length", max_length,
+                        "--no-progress")
         assert result.exit_code == 0, result.output
         data = json.loads(rep.read_text())
         assert data["t_lines"] == sum(d[4] for d in docs if d[3] != "txt")
@@ -133,14 +130,13 @@ def test_predict_never_raises_and_writes_exact_offsets(docs, records, max_length
                                  for i, r in enumerate(records)) + "not json\n")
         for source, fmt in ((folder, "txt"), (jsonl, "jsonl")):
             out = Path(tmp) / f"out_{fmt}"
-            result = CliRunner().invoke(app, ["predict", str(_MODEL), str(source), str(out),
-                                              "--format", fmt, "--max-length", str(max_length),
-                                              "--no-progress"])
+            result = invoke("predict", _MODEL, source, out, "--format", fmt,
+                            "--max-length", max_length, "--no-progress")
             assert result.exception is None or isinstance(result.exception, SystemExit), \
                 result.output
             assert result.exit_code in (0, 1), result.output
             if result.exit_code == 1:
-                assert "Error: " in result.output
+                assert "✘ " in result.output
                 continue
             for ann in out.rglob("*.ann"):
                 text = ann.with_suffix(".txt").read_bytes().decode("utf-8")
