@@ -173,6 +173,26 @@ def jsonl_inputs(path: Path, skips: Skips) -> Tuple[int, Iterator[TextInput]]:
     return total, generate()
 
 
+def prepare_output(input_path: Path, output_dir: Path, fmt: str, writes_ann: bool) -> None:
+    """Fail now if the input does not fit ``fmt`` or the output folder cannot be used (a
+    file; the input folder itself when ``.ann`` files would be written over the input's);
+    else create the output folder."""
+    if fmt == "jsonl" and not input_path.is_file():
+        fail(f"--format jsonl needs a file; {input_path} is a folder")
+    if fmt in ("brat", "txt") and input_path.is_file() and input_path.suffix.lower() != ".txt":
+        fail(f"--format {fmt} needs a folder or a .txt file; got {input_path}")
+    if output_dir.exists() and not output_dir.is_dir():
+        fail(f"output {output_dir} is a file, not a folder")
+    in_root = input_path if input_path.is_dir() else input_path.parent
+    if output_dir.exists() and output_dir.resolve() == in_root.resolve() and writes_ann:
+        fail("OUTPUT_DIR is the input folder: the input .ann files would be overwritten; "
+             "choose another folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        fail(f"cannot create {output_dir}: {err}")
+
+
 @app.command("predict")
 def predict(
     model: str = typer.Argument(
@@ -238,20 +258,7 @@ def predict(
     check_batching(batch_size, n_process, gpu_id)
     if fmt == "auto":
         fmt = detect_format(input_path)
-    if fmt == "jsonl" and not input_path.is_file():
-        fail(f"--format jsonl needs a file; {input_path} is a folder")
-    if fmt in ("brat", "txt") and input_path.is_file() and input_path.suffix.lower() != ".txt":
-        fail(f"--format {fmt} needs a folder or a .txt file; got {input_path}")
-    if output_dir.exists() and not output_dir.is_dir():
-        fail(f"output {output_dir} is a file, not a folder")
-    in_root = input_path if input_path.is_dir() else input_path.parent
-    if output_dir.exists() and output_dir.resolve() == in_root.resolve() and fmt != "jsonl":
-        fail("OUTPUT_DIR is the input folder: the input .ann files would be overwritten; "
-             "choose another folder")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        fail(f"cannot create {output_dir}: {err}")
+    prepare_output(input_path, output_dir, fmt, writes_ann=fmt != "jsonl")
 
     use_gpu(gpu_id)
     nlp = load_model(model)

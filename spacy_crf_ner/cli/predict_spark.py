@@ -27,12 +27,13 @@ from .util import fail
 from .predict import (
     FORMATS,
     SHOW_SKIPS,
+    Skips,
+    TextInput,
     detect_format,
     echo_skips,
     folder_inputs,
-    TextInput,
     jsonl_inputs,
-    Skips,
+    prepare_output,
 )
 
 TEXT_COLUMNS = ("note_text", "text")
@@ -91,20 +92,7 @@ def predict_spark(
              "spark.task.resource.gpu.amount (see docs/spark.md)")
     if fmt == "auto":
         fmt = "parquet" if _is_parquet(input_path) else detect_format(input_path)
-    if fmt == "jsonl" and not input_path.is_file():
-        fail(f"--format jsonl needs a file; {input_path} is a folder")
-    if fmt in ("brat", "txt") and input_path.is_file() and input_path.suffix.lower() != ".txt":
-        fail(f"--format {fmt} needs a folder or a .txt file; got {input_path}")
-    if output_dir.exists() and not output_dir.is_dir():
-        fail(f"output {output_dir} is a file, not a folder")
-    in_root = input_path if input_path.is_dir() else input_path.parent
-    if output_dir.exists() and output_dir.resolve() == in_root.resolve() and fmt == "brat":
-        fail("OUTPUT_DIR is the input folder: the input .ann files would be overwritten; "
-             "choose another folder")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        fail(f"cannot create {output_dir}: {err}")
+    prepare_output(input_path, output_dir, fmt, writes_ann=fmt == "brat")
 
     skips = Skips()
     items: Dict[str, TextInput] = {}
