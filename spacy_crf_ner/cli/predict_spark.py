@@ -157,7 +157,11 @@ def predict_spark(
                 with open(target.with_suffix(".ann"), "w", encoding="utf-8", newline="") as f:
                     f.write(row["ann"])
                 ann_entities += sum(line.startswith("T") for line in row["ann"].splitlines())
-                shutil.copyfile(item.copy_from, target)
+                if item.copy_from is not None:  # the .txt byte for byte
+                    shutil.copyfile(item.copy_from, target)
+                else:
+                    with open(target, "w", encoding="utf-8", newline="") as file_:
+                        file_.write(item.text)
                 issues.extend(row["ann_issues"] or ())
         cores = spark.sparkContext.defaultParallelism
         where = spark.sparkContext.master

@@ -39,7 +39,7 @@ def _spark_type(kind) -> "T.DataType":
     return {"int": T.IntegerType(), "double": T.DoubleType(), "string": T.StringType()}[kind]
 
 
-def _as_tuple(value: Union[str, Sequence[str], None]) -> tuple:
+def _as_tuple(value: Union[str, Path, Sequence[Union[str, Path]], None]) -> tuple:
     if value is None:
         return ()
     return (value,) if isinstance(value, (str, Path)) else tuple(value)
@@ -75,7 +75,7 @@ def prepare_model(spark, model: Union[str, Path], *, ship: Optional[bool] = None
                              f"{where}")
         shipping = not _is_local(spark) if ship is None else ship
         kind = "archive" if shipping else "path"
-        local = path
+        local: Optional[Path] = path
     elif path.is_file():
         if not _model.is_archive(path):
             raise ModelError(f"model {name} is a file; expected a pipeline folder, an archive "

@@ -197,7 +197,7 @@ def _result(docs: List, text: str, name: str, options: Options) -> Dict[str, Any
                     "span_key": key,
                     "nesting_level": level,
                 })
-    result = {
+    result: Dict[str, Any] = {
         "status": "entities" if entities else "none",
         "n_parts": len(docs),
         "n_words": sum(len(doc) for doc in docs),
@@ -218,7 +218,7 @@ def _predict(nlp, notes: List[Tuple[int, str, str]], options: Options) -> Dict[i
     from ..data import PROVENANCE_KEY
     from ..data.split import split_text
 
-    parts = []
+    parts: List[Tuple[str, Tuple[int, Dict[str, Any]]]] = []
     for index, name, text in notes:
         parts.extend((part, (index, prov))
                      for part, prov in split_text(nlp, text, name, options.split_regex,
@@ -255,7 +255,7 @@ def annotate_texts(nlp, texts: Sequence[Optional[str]], names: Sequence[str],
                     done[note[0]] = _error("pipeline_error", f"{type(err).__name__}: {err}")
         for index, result in done.items():
             results[index] = result
-    return results
+    return [result for result in results if result is not None]  # every text has one
 
 
 # ------------------------------------------------------------------ Arrow in, Arrow out
