@@ -179,13 +179,14 @@ def _error(reason: str, message: str) -> Dict[str, Any]:
 def _result(docs: List, text: str, name: str, options: Options) -> Dict[str, Any]:
     """Entities of one note from its predicted parts (offsets in the original text)."""
     from ..data import PROVENANCE_KEY, format_ann
-    from ..data.writer import WriteReport, get_spans
+    from ..data.writer import WriteReport
+    from ..spans import get_span_scores, get_spans
 
     entities = []
     for doc in docs:
         offset = doc.user_data[PROVENANCE_KEY]["offset"]
         for key in options.span_keys:
-            spans, scores = get_spans(doc, key)
+            spans, scores = get_spans(doc, key), get_span_scores(doc, key)
             for i, (span, level) in enumerate(zip(spans, nesting_levels(spans))):
                 start, end = offset + span.start_char, offset + span.end_char
                 entities.append({
