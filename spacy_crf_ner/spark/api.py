@@ -46,7 +46,11 @@ def _as_tuple(value: Union[str, Path, Sequence[Union[str, Path]], None]) -> tupl
 
 
 def _is_local(spark) -> bool:
-    return spark.sparkContext.master.startswith("local")
+    try:
+        master = spark.sparkContext.master
+    except Exception:  # Spark Connect: no SparkContext
+        master = spark.conf.get("spark.master", "")
+    return master.startswith("local")
 
 
 def prepare_model(spark, model: Union[str, Path], *, ship: Optional[bool] = None,
@@ -93,9 +97,9 @@ def prepare_model(spark, model: Union[str, Path], *, ship: Optional[bool] = None
     if check_load:
         _model.import_code(code_files)
         _model.load_pipeline(local if local is not None else name, name)
-    sc = spark.sparkContext
     shipped_code = []
     try:
+        sc = spark.sparkContext if code_files or kind == "archive" else None
         for path_ in code_files:
             sc.addFile(str(path_.resolve()))
             shipped_code.append(path_.name)
