@@ -99,13 +99,13 @@ def prepare_model(spark, model: Union[str, Path], *, ship: Optional[bool] = None
         _model.load_pipeline(local if local is not None else name, name)
     shipped_code = []
     try:
-        sc = spark.sparkContext if code_files or kind == "archive" else None
+        # Only shipping needs a SparkContext (Spark Connect sessions have none).
         for path_ in code_files:
-            sc.addFile(str(path_.resolve()))
+            spark.sparkContext.addFile(str(path_.resolve()))
             shipped_code.append(path_.name)
         if kind == "archive":
             archive = path if path.is_file() else _model.pack_folder(path)
-            sc.addArchive(str(archive.resolve()))
+            spark.sparkContext.addArchive(str(archive.resolve()))
             location = archive.name
         elif kind == "path":
             location = str(path.resolve())
