@@ -5,7 +5,6 @@ Messages go through wasabi's ``msg`` (``good``/``info``/``warn``/``fail``/``tabl
 spaCy's own commands. A command never shows a traceback for bad input: it prints one
 ``✘ ...`` line and exits with code 1 (``fail``).
 """
-import re
 from pathlib import Path
 from typing import List, NoReturn, Optional
 
@@ -13,6 +12,7 @@ import typer
 from wasabi import msg
 
 from ..data.split import DEFAULT_SPLIT_REGEX
+from ..data.split import check_split_regex as check_regex
 
 
 def split_regex_option() -> str:
@@ -25,11 +25,10 @@ def split_regex_option() -> str:
 
 def check_split_regex(split_regex: Optional[str]) -> None:
     """Fail now, before any work, on an invalid ``--split-regex``."""
-    if split_regex:
-        try:
-            re.compile(split_regex)
-        except re.error as err:
-            fail(f"--split-regex {split_regex!r} is not a valid regular expression: {err}")
+    try:
+        check_regex(split_regex, "--split-regex")
+    except ValueError as err:
+        fail(str(err))
 
 
 def fail(message: str) -> NoReturn:

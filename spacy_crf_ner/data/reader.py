@@ -9,7 +9,6 @@ problem is counted in a :class:`ConversionReport` and located by file and line; 
 """
 import codecs
 import os
-import re
 import stat
 import time
 from dataclasses import dataclass, field, fields
@@ -23,7 +22,7 @@ from ..spans import select_longest_first
 from .ann import AnnDocument, AnnEntity, parse_ann
 from .meta import ANNOTATIONS_KEY, PROVENANCE_KEY
 from .report import ConversionReport, StandoffError, StandoffIssue
-from .split import DEFAULT_SPLIT_REGEX, split_doc
+from .split import DEFAULT_SPLIT_REGEX, check_split_regex, split_doc
 from .writer import one_line
 
 DISCONTINUOUS_POLICIES = ("split", "cover", "skip")
@@ -70,13 +69,8 @@ class StandoffOptions:
             raise ValueError(f"max_length={self.max_length} must be >= 0")
         if not self.span_key:
             raise ValueError("span_key must be a non-empty string")
-        if isinstance(self.split_regex, str) and self.split_regex:
-            try:
-                re.compile(self.split_regex)
-            except re.error as err:
-                raise ValueError(
-                    f"split_regex {self.split_regex!r} is not a valid regular expression: {err}"
-                ) from None
+        if isinstance(self.split_regex, str):
+            check_split_regex(self.split_regex)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "StandoffOptions":

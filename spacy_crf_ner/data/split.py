@@ -22,6 +22,18 @@ from .report import ConversionReport
 DEFAULT_SPLIT_REGEX = r"\r?\n(?:\r?\n)+"
 
 
+def check_split_regex(split_regex: Optional[str], name: str = "split_regex") -> None:
+    """ValueError unless ``split_regex`` is None, empty or a valid regular expression
+    (``name``: how the caller's user knows the option)."""
+    if split_regex:
+        try:
+            re.compile(split_regex)
+        except re.error as err:
+            raise ValueError(
+                f"{name} {split_regex!r} is not a valid regular expression: {err}"
+            ) from None
+
+
 def _blocked_boundaries(doc: Doc) -> List[bool]:
     """blocked[i] is True when token boundary i (before token i) lies inside some span."""
     n = len(doc)

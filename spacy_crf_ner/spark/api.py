@@ -1,12 +1,11 @@
 """Driver side of :mod:`spacy_crf_ner.spark` (see the package docstring and docs/spark.md)."""
-import re
 import sys
 from functools import partial
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
 from ..about import __version__
-from ..data.split import DEFAULT_SPLIT_REGEX
+from ..data.split import DEFAULT_SPLIT_REGEX, check_split_regex
 from . import model as _model
 from .model import ModelError, ModelSpec
 from .worker import ENTITY_FIELDS, Options, map_batches, result_fields
@@ -139,12 +138,7 @@ def _check_options(df, text_col: str, id_col: str, keep_cols: tuple, max_length:
         raise ValueError(f"max_length must be >= 0, got {max_length}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if split_regex:
-        try:
-            re.compile(split_regex)
-        except re.error as err:
-            raise ValueError(f"split_regex {split_regex!r} is not a valid regular expression: "
-                             f"{err}") from err
+    check_split_regex(split_regex)
 
 
 def annotate_notes(
