@@ -140,7 +140,8 @@ def test_predict_never_raises_and_writes_exact_offsets(docs, records, max_length
                 continue
             for ann in out.rglob("*.ann"):
                 text = ann.with_suffix(".txt").read_bytes().decode("utf-8")
-                for line in ann.read_text(encoding="utf-8").splitlines():
+                # Lines end with \n only (str.splitlines would also cut at \x0c, \x1c, ...).
+                for line in ann.read_text(encoding="utf-8").split("\n"):
                     if not line.startswith("T"):
                         continue
                     match = T_LINE.match(line)
