@@ -3,8 +3,8 @@
 Parallel centred 1-D convolutions (one per kernel size) are concatenated, passed through the
 activation, dropout and a linear projection; with ``residual`` the result is added to the
 input. ``normalize`` places a LayerNorm before the residual sum ("pre"), after it ("post"),
-or nowhere ("none"). Padding positions are zeroed before and after, so documents padded
-into one batch never see each other or the padding.
+or nowhere ("none"). Documents of one batch are laid end to end, separated by zeros, so
+they never see each other and no padding is computed.
 
 Shapes: tokens back to back [N, D_in] with lengths [B] -> [N, D_out].
 """
@@ -13,7 +13,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .padding import pad_flat, unpad
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -50,6 +49,7 @@ class TextCNN(nn.Module):
             raise ValueError(f"kernel_sizes must be positive integers, got {list(kernel_sizes)}")
         self.residual = residual
         self.normalize = normalize
+        self.kernel_sizes = [int(k) for k in kernel_sizes]
         self.convs = nn.ModuleList(
             nn.Conv1d(input_size, out_channels, kernel_size=k, padding="same") for k in kernel_sizes
         )
@@ -59,20 +59,26 @@ class TextCNN(nn.Module):
         self.norm = nn.LayerNorm(output_size) if normalize != "none" else nn.Identity()
 
     def forward(self, flat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Tokens back to back [N, D_in] and lengths [B] -> [N, D_out]."""
-        x, mask = pad_flat(flat, lengths)
-        return unpad(self.forward_padded(x, mask), mask)
+        """Tokens back to back [N, D_in] and lengths [B] -> [N, D_out].
 
-    def forward_padded(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x [B, T, D_in], mask [B, T] -> [B, T, D_out]."""
-        keep = mask.unsqueeze(-1).to(x.dtype)  # [B, T, 1]
-        x = x * keep
-        h = x.transpose(1, 2)  # [B, D_in, T]
-        h = torch.cat([conv(h) for conv in self.convs], dim=1).transpose(1, 2)  # [B, T, C*k]
-        h = self.linear(self.dropout(self.activation(h)))  # [B, T, D_out]
+        The convolutions run over the documents laid end to end with ``gap`` zero rows
+        between them (as many as the widest kernel reaches on either side), which is what
+        each document padded on its own would see, with no padding to compute; everything
+        after the convolutions is per token."""
+        n_tokens = flat.shape[0]
+        if n_tokens == 0:
+            return flat.new_zeros((0, self.linear.out_features))
+        gap = max(k // 2 for k in self.kernel_sizes)
+        n_docs = int(lengths.shape[0])
+        doc_of_token = torch.repeat_interleave(
+            torch.arange(n_docs, device=flat.device), lengths)  # [N]
+        where = torch.arange(n_tokens, device=flat.device) + doc_of_token * gap  # [N]
+        spaced = flat.new_zeros((n_tokens + (n_docs - 1) * gap, flat.shape[1]))
+        spaced = spaced.index_copy(0, where, flat)  # [S, D_in]
+        h = spaced.t().unsqueeze(0)  # [1, D_in, S]
+        h = torch.cat([conv(h) for conv in self.convs], dim=1)[0].t()  # [S, C*k]
+        h = h.index_select(0, where)  # [N, C*k]
+        h = self.linear(self.dropout(self.activation(h)))  # [N, D_out]
         if self.residual:
-            h = x + self.norm(h) if self.normalize == "pre" else self.norm(x + h)
-        else:
-            h = self.norm(h)
-        return h * keep
-
+            return flat + self.norm(h) if self.normalize == "pre" else self.norm(flat + h)
+        return self.norm(h)
