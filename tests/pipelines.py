@@ -74,13 +74,15 @@ stride = 8
 
 
 def tiny_transformer_nlp(folder: Path, transformer_model: str = "windowed", words=(),
-                         **crf_ner):
+                         transformer_settings: dict = {}, **crf_ner):
     """A blank ``transformer -> crf_ner`` pipeline on a tiny BERT built in ``folder``;
     ``words``: more words for its vocabulary; ``crf_ner``: settings of the component
-    (e.g. ``nesting_depth=2``)."""
+    (e.g. ``nesting_depth=2``); ``transformer_settings``: of its transformer model
+    (e.g. ``precision="int8"``)."""
     words = " ".join(TEMPLATES + ANATOMY + DISEASE_HEAD + DRUG + list(words)).split()
     bert = build_tiny_bert(Path(folder) / "bert", words)
     text = CONFIG.replace("{transformer_model}", TRANSFORMER_MODELS[transformer_model])
     config = Config().from_str(text.replace("{name}", str(bert)))
     config["components"]["crf_ner"].update(crf_ner)
+    config["components"]["transformer"]["model"].update(transformer_settings)
     return spacy.util.load_model_from_config(config, auto_fill=True)

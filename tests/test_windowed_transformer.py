@@ -2,6 +2,7 @@
 windows, word pieces, alignment and hidden states as spacy-transformers' own model with
 ``spacy_crf_ner.wordpiece_strided_spans.v1``."""
 import pickle
+from types import SimpleNamespace
 
 import numpy
 import pytest
@@ -247,3 +248,108 @@ def test_training_matches_spacy_transformers_model_step_for_step(tmp_path):
     assert len(weights["windowed"]) == len(weights["span_getter"]) > 10
     for a, b in zip(weights["windowed"], weights["span_getter"]):
         numpy.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _grads_after_backprop(model, docs, d_hidden):
+    """Parameter gradients of the Hugging Face model after one backprop of ``d_hidden``."""
+    from transformers.utils import ModelOutput
+
+    hf = model.transformer
+    hf.zero_grad(set_to_none=True)
+    output, backprop = model.begin_update(docs)
+    backprop(SimpleNamespace(model_output=ModelOutput(last_hidden_state=d_hidden)))
+    return output, {n: p.grad.detach().clone() for n, p in hf.named_parameters()
+                    if p.grad is not None}
+
+
+def test_windows_grouped_by_length_give_the_same_outputs_and_gradients(bert):
+    """Groups of equal-length windows, each padded to its own width, are the whole padded
+    batch computed without the padding: same hidden states, same per-doc data, same
+    gradients (dropout off, so that both runs compute the same function)."""
+    import torch
+
+    nlp = spacy.blank("en")
+    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    make = registry.architectures.get("spacy_crf_ner.WindowedTransformerModel.v1")
+    whole = make(bert, window=12, stride=8, transformer_config=dict(no_dropout))
+    grouped = make(bert, window=12, stride=8, transformer_config=dict(no_dropout),
+                   max_forward_pieces=30)  # two windows of 14 pieces per group
+    docs, expected = predict(whole, nlp, TEXTS)
+    _, got = predict(grouped, nlp, TEXTS)
+    from spacy_crf_ner.transformer.windows import forward_chunks
+
+    assert len(forward_chunks(got.wordpieces.lengths, 30)) > 3
+    assert len(set(got.wordpieces.lengths)) > 2  # short last windows, not only full ones
+    # Word pieces, not padding (which no token reads; the grouped forward leaves it at 0).
+    real = numpy.asarray(expected.wordpieces.attention_mask, dtype=bool)
+    numpy.testing.assert_allclose(
+        to_numpy(got.model_output.last_hidden_state.detach().cpu())[real],
+        to_numpy(expected.model_output.last_hidden_state.detach().cpu())[real],
+        rtol=1e-5, atol=1e-5)
+    for a, b in zip(got.doc_data, expected.doc_data):
+        numpy.testing.assert_array_equal(a.align.data, b.align.data)
+        numpy.testing.assert_array_equal(a.align.lengths, b.align.lengths)
+        assert a.wordpieces.strings == b.wordpieces.strings
+        if a.model_output:
+            read = a.align.data.ravel()  # what the listeners read
+            numpy.testing.assert_allclose(
+                a.model_output.last_hidden_state.reshape(
+                    -1, a.model_output.last_hidden_state.shape[-1])[read],
+                b.model_output.last_hidden_state.reshape(
+                    -1, b.model_output.last_hidden_state.shape[-1])[read], atol=1e-5)
+    d_hidden = torch.randn(expected.model_output.last_hidden_state.shape,
+                           generator=torch.Generator().manual_seed(0))
+    for row, length in enumerate(expected.wordpieces.lengths):
+        d_hidden[row, length:] = 0.0  # padding has no gradient
+    _, grads_whole = _grads_after_backprop(whole, docs, d_hidden)
+    _, grads_grouped = _grads_after_backprop(grouped, docs, d_hidden)
+    assert grads_whole.keys() == grads_grouped.keys() and len(grads_whole) > 10
+    for name, grad in grads_whole.items():
+        numpy.testing.assert_allclose(grads_grouped[name].numpy(), grad.numpy(),
+                                      rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_reduced_precision_copies_predict_close_and_never_touch_the_float32_weights(bert):
+    import torch
+
+    nlp = spacy.blank("en")
+    make = registry.architectures.get("spacy_crf_ner.WindowedTransformerModel.v1")
+    exact = make(bert, window=12, stride=8)
+    docs, expected = predict(exact, nlp, TEXTS)
+    reference = to_numpy(expected.model_output.last_hidden_state.detach().cpu())
+    saved = exact.to_bytes()
+    for precision in ("int8", "bf16"):
+        model = make(bert, window=12, stride=8, precision=precision).from_bytes(saved)
+        out = model.predict(docs).model_output.last_hidden_state
+        assert str(out.dtype) == "torch.float32"
+        got = to_numpy(out.detach().cpu())
+        real = numpy.asarray(expected.wordpieces.attention_mask, dtype=bool)
+        assert not numpy.array_equal(got[real], reference[real])  # really another precision
+        cosine = (got[real] * reference[real]).sum(-1) / (
+            numpy.linalg.norm(got[real], axis=-1) * numpy.linalg.norm(reference[real], axis=-1))
+        assert cosine.min() > 0.95, (precision, cosine.min())
+        # The model's own weights stay float32 and identical: a reload at fp32 is exact.
+        weights = model.transformer.state_dict()
+        for name, tensor in exact.transformer.state_dict().items():
+            assert weights[name].dtype == tensor.dtype and torch.equal(weights[name], tensor)
+        back = make(bert, window=12, stride=8).from_bytes(model.to_bytes())
+        numpy.testing.assert_array_equal(
+            to_numpy(back.predict(docs).model_output.last_hidden_state.detach().cpu()),
+            reference)
+    with pytest.raises(ValueError, match="precision"):
+        make(bert, window=12, stride=8, precision="int4")
+
+
+def test_a_training_step_renews_the_reduced_precision_copy(bert):
+    import torch
+
+    nlp = spacy.blank("en")
+    make = registry.architectures.get("spacy_crf_ner.WindowedTransformerModel.v1")
+    model = make(bert, window=12, stride=8, precision="int8")
+    docs, first = predict(model, nlp, TEXTS)
+    output, backprop = model.begin_update(docs)  # a training forward: float32, dropout on
+    with torch.no_grad():  # what an optimizer step does to the float32 weights
+        for p in model.transformer.parameters():
+            p.mul_(1.5)
+    after = model.predict(docs).model_output.last_hidden_state
+    assert not torch.allclose(after, first.model_output.last_hidden_state, atol=1e-3)

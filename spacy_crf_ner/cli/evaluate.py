@@ -18,7 +18,10 @@ import typer
 from wasabi import msg
 
 from . import app
-from .util import allow_length, check_batching, check_output_file, fail, load_model, use_gpu
+from .util import (
+    allow_length, check_batching, check_output_file, check_precision, fail, load_model,
+    precision_option, use_gpu,
+)
 
 
 def _read_gold(nlp, data: Path, gold_key: str):
@@ -79,6 +82,7 @@ def evaluate(
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch in nlp.pipe"),
     n_process: int = typer.Option(1, "--n-process", help="Processes for nlp.pipe"),
     n_examples: int = typer.Option(3, "--examples", help="Error examples kept per category"),
+    precision: Optional[str] = precision_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar"),
     html_page: Optional[Path] = typer.Option(
         None, "--html", help="Write an HTML page: per document, gold and predicted entities "
@@ -101,8 +105,9 @@ def evaluate(
         check_output_file(output, "output")
     if html_page is not None:
         check_output_file(html_page, "--html")
+    check_precision(precision, gpu_id)
     use_gpu(gpu_id)
-    nlp = load_model(model)
+    nlp = load_model(model, precision)
 
     gold_docs, conversion = _read_gold(nlp, data, gold_key)
     if not gold_docs:

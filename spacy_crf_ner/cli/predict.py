@@ -26,7 +26,8 @@ from wasabi import msg
 from ..data.meta import PROVENANCE_KEY
 from . import app
 from .util import (
-    allow_length, check_batching, check_split_regex, fail, load_model, split_regex_option, use_gpu,
+    allow_length, check_batching, check_precision, check_split_regex, fail, load_model,
+    precision_option, split_regex_option, use_gpu,
 )
 
 FORMATS = ("auto", "brat", "txt", "jsonl")
@@ -218,6 +219,7 @@ def predict(
     scores: bool = typer.Option(
         True, "--scores/--no-scores", help="Write confidences as AnnotatorNotes"
     ),
+    precision: Optional[str] = precision_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar"),
     engine: str = typer.Option(
         "pipe", "--engine",
@@ -260,8 +262,9 @@ def predict(
         fmt = detect_format(input_path)
     prepare_output(input_path, output_dir, fmt, writes_ann=fmt != "jsonl")
 
+    check_precision(precision, gpu_id)
     use_gpu(gpu_id)
-    nlp = load_model(model)
+    nlp = load_model(model, precision)
 
     skips = Skips()
     if fmt == "jsonl":

@@ -13,6 +13,7 @@ from wasabi import msg
 
 from ..data.split import DEFAULT_SPLIT_REGEX
 from ..data.split import check_split_regex as check_regex
+from ..transformer.precision import PRECISIONS
 
 
 def split_regex_option() -> str:
@@ -73,8 +74,30 @@ def use_gpu(gpu_id: int) -> None:
              "Install cupy for your CUDA version, or use --gpu-id -1 for the CPU.")
 
 
-def load_model(model: str):
-    """Load a pipeline from a folder or an installed package name, or fail clearly."""
+def precision_option() -> Optional[str]:
+    """The ``--precision`` option of ``predict`` and ``evaluate``."""
+    return typer.Option(
+        None, "--precision",
+        help="Run the transformer at " + " | ".join(PRECISIONS) + " instead of the pipeline's "
+             "own precision: int8 on CPUs, bf16/fp16 on GPUs; faster, slightly different "
+             "predictions (BENCHMARKS.md, reduced precision)",
+    )
+
+
+def check_precision(precision: Optional[str], gpu_id: int) -> None:
+    """Fail now, before any work, on a precision that cannot run here."""
+    if precision is None:
+        return
+    if precision not in PRECISIONS:
+        fail(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "int8" and gpu_id >= 0:
+        fail("--precision int8 (dynamic quantization) runs on the CPU only; "
+             "use bf16 or fp16 with --gpu-id")
+
+
+def load_model(model: str, precision: Optional[str] = None):
+    """Load a pipeline from a folder or an installed package name, or fail clearly;
+    ``precision``: run its transformer at that precision (``--precision``)."""
     import spacy
     from spacy.util import is_package
 
@@ -84,9 +107,17 @@ def load_model(model: str):
     if path.exists() and not path.is_dir():
         fail(f"model {model} is a file; expected a pipeline folder (nlp.to_disk)")
     try:
-        return spacy.load(path if path.exists() else model)
+        nlp = spacy.load(path if path.exists() else model)
     except Exception as err:
         fail(f"cannot load model {model}: {type(err).__name__}: {err}")
+    if precision is not None:
+        from ..transformer.precision import set_precision
+
+        try:
+            set_precision(nlp, precision)
+        except ValueError as err:
+            fail(f"--precision {precision}: {err}")
+    return nlp
 
 
 def check_batching(batch_size: int, n_process: int, gpu_id: int = -1) -> None:

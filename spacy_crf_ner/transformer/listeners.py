@@ -43,6 +43,8 @@ def build_windowed_tok2vec_transformer(
     transformer_config: dict = {},
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
+    max_forward_pieces: int = 4096,
+    precision: str = "fp32",
 ) -> Model[List[Doc], List[Floats2d]]:
     """``spacy_crf_ner.WindowedTransformerModel.v1`` used directly as a token-to-vector layer
     of one component (no ``transformer`` component, no listener), as
@@ -60,7 +62,8 @@ def build_windowed_tok2vec_transformer(
     transformer = build_windowed_transformer_model(
         name, window=window, stride=stride, tokenizer_config=tokenizer_config,
         transformer_config=transformer_config, mixed_precision=mixed_precision,
-        grad_scaler_config=grad_scaler_config,
+        grad_scaler_config=grad_scaler_config, max_forward_pieces=max_forward_pieces,
+        precision=precision,
     )
     return chain(chain(transformer, split_trf_batch()), trfs2arrays(pooling, grad_factor))
 

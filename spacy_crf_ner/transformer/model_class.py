@@ -9,22 +9,32 @@ import copy
 from functools import partial
 from typing import Any, Callable, List, Optional, Tuple, cast
 
+import numpy
 from spacy.tokens import Doc, Span
-from spacy_transformers.data_classes import FullTransformerBatch, WordpieceBatch
+from spacy_transformers.data_classes import FullTransformerBatch, TransformerData, WordpieceBatch
+from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.transformer_model import TransformerModel
 from spacy_transformers.util import maybe_flush_pytorch_cache
+from thinc.api import Model, torch2xp
 from thinc.types import Floats2d, Ints1d, Ints2d, Ragged
 
-from ..internals import set_forward
+from ..internals import load_hf_shim_bytes, set_forward, shim_module, swapped_shim_module
 from .listeners import listener_replacement_config
+from .precision import InferenceCopies, check_precision
 from .windowed_model import EncodedWindows, WindowEncoder
+from .windows import forward_chunks
 
 
 def windowed_forward(
     model: "WindowedTransformerModel", docs: List[Doc], is_train: bool
 ) -> Tuple[FullTransformerBatch, Callable]:
     """Windows -> Hugging Face model -> ``FullTransformerBatch``, as spacy-transformers'
-    forward returns it, so its pipe, listeners and backprop work unchanged."""
+    forward returns it, so its pipe, listeners and backprop work unchanged.
+
+    The windows go through the model in groups of equal length (``forward_chunks``), each
+    padded to its own longest window only; the outputs are put back in window order, padded
+    to the batch's longest window, which is what the alignment and the listeners read.
+    """
     docs = list(docs)
     # spacy-transformers' optional cache flushing (attrs["flush_cache_chance"], default 0).
     # It draws from Python's `random` on every call, as TransformerModel.v3 does, so
@@ -40,12 +50,19 @@ def windowed_forward(
         lengths=windows.lengths,
         token_type_ids=cast(Optional[Ints2d], windows.token_type_ids),
     )
-    model_output, backprop_tensors = model.layers[0](wordpieces, is_train)
-    output = FullTransformerBatch(
+    chunks = forward_chunks(windows.lengths, model.max_forward_pieces)
+    transformer = model.transformer_for(is_train)
+    if len(chunks) == 1 and max(windows.lengths) == windows.input_ids.shape[1]:
+        model_output, backprop_tensors = transformer(wordpieces, is_train)
+    else:
+        model_output, backprop_tensors = _chunked_forward(transformer, wordpieces, chunks,
+                                                          is_train)
+    output = WindowedTransformerBatch(
         spans=_as_spans(docs, windows.ranges),
         wordpieces=wordpieces,
         model_output=model_output,
         align=Ragged(cast(Ints1d, windows.align_data), cast(Ints1d, windows.align_lengths)),
+        doc_n_tokens=[len(doc) for doc in docs],
     )
 
     def backprop(d_output: FullTransformerBatch) -> List[Doc]:
@@ -53,6 +70,122 @@ def windowed_forward(
         return docs
 
     return output, backprop
+
+
+def _chunked_forward(transformer: Model, wordpieces: WordpieceBatch,
+                     chunks: List[numpy.ndarray], is_train: bool) -> Tuple[Any, Callable]:
+    """Run ``transformer`` on each group of rows, cut to the group's own width, and gather
+    the outputs into one ``ModelOutput`` shaped like the whole batch (zeros in the padding).
+    The backprop hands each group its own slice of the gradient."""
+    import torch
+    from transformers.utils import ModelOutput
+
+    width = wordpieces.input_ids.shape[1]
+    parts = []
+    for rows in chunks:
+        length = max(wordpieces.lengths[r] for r in rows)
+        input_ids: Any = wordpieces.input_ids  # [n_windows, width] arrays
+        attention_mask: Any = wordpieces.attention_mask
+        token_type_ids: Any = wordpieces.token_type_ids
+        sub = WordpieceBatch(
+            strings=[wordpieces.strings[r][:length] for r in rows],
+            input_ids=input_ids[rows, :length],
+            attention_mask=attention_mask[rows, :length],
+            lengths=[wordpieces.lengths[r] for r in rows],
+            token_type_ids=None if token_type_ids is None else token_type_ids[rows, :length],
+        )
+        output, backprop = transformer(sub, is_train)
+        parts.append((rows, length, output, backprop))
+    first = parts[0][2]
+    device = first.last_hidden_state.device
+    index = [torch.as_tensor(rows, dtype=torch.long, device=device) for rows, *_ in parts]
+
+    def gather(values: List[Any]) -> Any:
+        """One batch-shaped tensor from each group's tensor (rows in window order)."""
+        t0 = values[0]
+        shape = (len(wordpieces.lengths),) + tuple(t0.shape[1:])
+        sequence = t0.dim() >= 2 and all(v.shape[1] == parts[i][1]
+                                         for i, v in enumerate(values))
+        if sequence:
+            shape = shape[:1] + (width,) + shape[2:]
+        full = t0.new_zeros(shape)
+        with torch.no_grad():
+            for i, v in enumerate(values):
+                target = full[:, : v.shape[1]] if sequence else full
+                target.index_copy_(0, index[i], v.detach())
+        return full
+
+    merged = ModelOutput()
+    for key, value in first.items():
+        if isinstance(value, torch.Tensor):
+            merged[key] = gather([p[2][key] for p in parts])
+        elif isinstance(value, tuple) and all(isinstance(v, torch.Tensor) for v in value):
+            merged[key] = tuple(gather([p[2][key][j] for p in parts])
+                                for j in range(len(value)))
+
+    def backprop_chunks(d_output: Any) -> Any:
+        for i, (rows, length, _output, backprop) in enumerate(parts):
+            d_part = ModelOutput()
+            for key, value in d_output.items():
+                d_part[key] = value.index_select(0, index[i].to(value.device))[:, :length]
+            backprop(d_part)
+        return []
+
+    return merged, backprop_chunks
+
+
+class LeanHFShim(HFShim):
+    """spacy-transformers' ``HFShim`` whose ``from_bytes`` loads the weights with a third of
+    the memory peak (``internals.load_hf_shim_bytes``); the bytes it reads and writes are
+    the same, so pipelines saved by either shim load with the other."""
+
+    def from_bytes(self, bytes_data: bytes) -> "LeanHFShim":
+        load_hf_shim_bytes(self, bytes_data)
+        return self
+
+
+class WindowedTransformerBatch(FullTransformerBatch):
+    """``FullTransformerBatch`` that splits itself by doc from its windows' token counts.
+
+    spacy-transformers' ``split_by_doc`` finds each doc's tokens by iterating every token of
+    every window (a Python object per token); here each doc's windows cover its tokens
+    ``0..len(doc)`` and the alignment lists tokens doc by doc, so the counts say it all.
+    """
+
+    def __init__(self, *, doc_n_tokens: List[int], **fields: Any):
+        super().__init__(**fields)
+        self.doc_n_tokens = doc_n_tokens
+
+    def split_by_doc(self) -> List[TransformerData]:
+        import torch
+        from transformers.utils import ModelOutput
+
+        arrays: dict = {}
+        n_rows = self.wordpieces.input_ids.shape[0]
+        for key, value in self.model_output.items():
+            if isinstance(value, torch.Tensor):
+                arrays[key] = torch2xp(value)
+            elif (isinstance(value, tuple) and all(isinstance(t, torch.Tensor) for t in value)
+                  and all(t.shape[0] == n_rows for t in value)):
+                arrays[key] = [torch2xp(t) for t in value]
+        width = self.wordpieces.input_ids.shape[1]
+        outputs: List[TransformerData] = []
+        row = token = 0
+        for doc_spans, n_tokens in zip(self.spans, self.doc_n_tokens):
+            if not doc_spans:
+                outputs.append(TransformerData.empty())
+                continue
+            end = row + len(doc_spans)
+            align = self.align[token : token + n_tokens]
+            align.data = align.data - row * width
+            doc_output = ModelOutput()
+            for key, value in arrays.items():
+                doc_output[key] = ([t[row:end] for t in value] if isinstance(value, list)
+                                   else value[row:end])
+            outputs.append(TransformerData(wordpieces=self.wordpieces[row:end],
+                                           model_output=doc_output, align=align))
+            row, token = end, token + n_tokens
+        return outputs
 
 
 def _as_spans(docs: List[Doc], ranges: List[List[Tuple[int, int]]]) -> List[List[Span]]:
@@ -69,11 +202,21 @@ class WindowedTransformerModel(TransformerModel):
 
     def __init__(self, name: str, window: int, stride: int, tokenizer_config: dict = {},
                  transformer_config: dict = {}, mixed_precision: bool = False,
-                 grad_scaler_config: dict = {}):
+                 grad_scaler_config: dict = {}, max_forward_pieces: int = 4096,
+                 precision: str = "fp32"):
         super().__init__(name, None, tokenizer_config, transformer_config,  # type: ignore[arg-type]
                          mixed_precision, grad_scaler_config)  # get_spans is set below
+        check_precision(precision)
         set_forward(self, windowed_forward)
         self.attrs["window"], self.attrs["stride"] = window, stride
+        # Plain attributes, not attrs: Thinc restores attrs from the saved model, and these
+        # two must follow the config the pipeline is loaded with.
+        self.max_forward_pieces = max_forward_pieces
+        self.precision = precision
+        self._inference_copies = InferenceCopies()
+        for shim in self.layers[0].shims:  # same shim, lighter loading
+            if type(shim) is HFShim:
+                shim.__class__ = LeanHFShim
         self.attrs["get_spans"] = partial(windowed_spans, self)
         # What ``nlp.replace_listeners`` writes into the config (see ``listeners``).
         self.attrs["replace_listener_cfg"] = listener_replacement_config
@@ -90,9 +233,32 @@ class WindowedTransformerModel(TransformerModel):
             self._window_encoder = (tokenizer, encoder)
         return encoder.encode(list(docs), self.attrs["window"], self.attrs["stride"])
 
+    def transformer_for(self, is_train: bool) -> Model:
+        """The Hugging Face layer to call: ``layers[0]``, or for inference at a reduced
+        ``precision`` the same layer running a reduced-precision copy of the model."""
+        layer = self.layers[0]
+        if is_train:
+            self._inference_copies.forget()  # the weights are about to change
+        if is_train or self.precision == "fp32":
+            return layer
+        shim = layer.shims[0]
+        module = self._inference_copies.get(shim_module(shim), self.precision)
+
+        def forward(wordpieces: WordpieceBatch, is_train: bool) -> Tuple[Any, Callable]:
+            with swapped_shim_module(shim, module):
+                output, backprop = layer(wordpieces, False)
+            for key, value in output.items():  # bf16/fp16 copies: hand on float32
+                if hasattr(value, "is_floating_point") and value.is_floating_point():
+                    output[key] = value.float()
+            return output, backprop
+
+        return cast(Model, forward)
+
     def copy(self) -> "WindowedTransformerModel":
         """Like ``TransformerModel.copy``, keeping this class (and so this forward)."""
-        copied = type(self)(self.attrs["name"], self.attrs["window"], self.attrs["stride"])
+        copied = type(self)(self.attrs["name"], self.attrs["window"], self.attrs["stride"],
+                            max_forward_pieces=self.max_forward_pieces,
+                            precision=self.precision)
         copied.layers[0] = copy.deepcopy(self.layers[0])
         for n in self.grad_names:
             copied.set_grad(n, self.get_grad(n).copy())

@@ -23,6 +23,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model
 
+from .precision import check_precision
 from .windows import check_window, piece_owners, windows_from_counts
 
 if TYPE_CHECKING:
@@ -147,16 +148,27 @@ def build_windowed_transformer_model(
     transformer_config: dict = {},
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
+    max_forward_pieces: int = 4096,
+    precision: str = "fp32",
 ) -> Model[List[Doc], "FullTransformerBatch"]:
     """A Hugging Face transformer run over windows of at most ``window`` word pieces,
     ``stride`` pieces apart (EDS-NLP's layout), for spacy-transformers' ``transformer``
     component and its listeners. Drop-in for ``spacy-transformers.TransformerModel.v3`` with
-    ``spacy_crf_ner.wordpiece_strided_spans.v1``, with one tokenization per document."""
+    ``spacy_crf_ner.wordpiece_strided_spans.v1``, with one tokenization per document.
+
+    ``max_forward_pieces``: windows go through the model in groups of equal length holding at
+    most this many word pieces, padding included (``windows.forward_chunks``).
+    ``precision``: "fp32" (default, exact), or "int8" (CPU), "bf16", "fp16" for inference
+    only (``precision``); training always runs in float32 (or ``mixed_precision``)."""
     check_window(window, stride)
+    check_precision(precision)
+    if max_forward_pieces < 1:
+        raise ValueError(f"max_forward_pieces must be at least 1, got {max_forward_pieces}")
     from .model_class import WindowedTransformerModel
 
     return WindowedTransformerModel(name, window, stride, tokenizer_config, transformer_config,
-                                    mixed_precision, grad_scaler_config)
+                                    mixed_precision, grad_scaler_config, max_forward_pieces,
+                                    precision)
 
 
 # Registered after its definition: catalogue's decorator would erase the typed signature.

@@ -93,3 +93,26 @@ def configure_wordpiece_strided_spans(
     tokenizer of ``name`` (same value as the transformer's name), ``stride`` pieces apart."""
     check_window(window, stride)
     return partial(get_wordpiece_strided_spans, name=name, window=window, stride=stride)
+
+
+def forward_chunks(lengths: List[int], max_pieces: int) -> List[numpy.ndarray]:
+    """Rows of a batch of windows grouped for the transformer's forward, longest first.
+
+    Each group is padded only to its own longest window and holds at most ``max_pieces``
+    padded word pieces (at least one window). Padding is computed and thrown away, so
+    windows of equal length go together: most windows are full, and the short last window
+    of each document no longer makes the full ones wait on padding, nor the reverse.
+    Returns the row indices of each group, in order of decreasing length.
+    """
+    if max_pieces < 1:
+        raise ValueError(f"max_forward_pieces must be at least 1, got {max_pieces}")
+    sizes = numpy.asarray(lengths, dtype="int64")
+    order = numpy.argsort(-sizes, kind="stable")
+    groups: List[numpy.ndarray] = []
+    start = 0
+    while start < len(order):
+        width = int(sizes[order[start]])  # the longest row of the group comes first
+        rows = max(1, max_pieces // max(width, 1))
+        groups.append(order[start : start + rows])
+        start += rows
+    return groups

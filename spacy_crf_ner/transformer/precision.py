@@ -1,0 +1,95 @@
+"""Opt-in reduced precision for inference: ``precision = "int8" | "bf16" | "fp16"``.
+
+The weights are always kept, trained and saved in float32; a reduced-precision copy of the
+Hugging Face model is made the first time the pipeline predicts, and made again after any
+training step or weight load, so the saved pipeline and ``spacy package`` are unchanged and
+the same pipeline loads at any precision (``spacy_crf_ner predict --precision int8``).
+
+* ``int8``: dynamic int8 quantization of every ``nn.Linear`` (weights stored in int8,
+  activations quantized per batch), CPU only. The copy shares every other tensor with the
+  float32 model, so it costs about a quarter of the linear weights' memory.
+* ``bf16`` / ``fp16``: a copy of the model cast to that type. Meant for GPUs; ``bf16`` also
+  runs on CPUs (slowly without native bf16 instructions).
+
+The hidden states come back as float32, so everything after the transformer is unchanged.
+"""
+import copy
+import warnings
+from typing import Any, Dict, Optional
+
+PRECISIONS = ("fp32", "int8", "bf16", "fp16")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                         f"got {precision!r}")
+
+
+def inference_copy(module: Any, precision: str) -> Any:
+    """A copy of the torch ``module`` that computes at ``precision`` (not "fp32"), in
+    evaluation mode; ``module`` itself is left as it is."""
+    import torch
+
+    check_precision(precision)
+    device = next(module.parameters()).device
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"precision 'int8' (dynamic quantization) runs on the CPU only; "
+                             f"the model is on {device}: use 'fp16' or 'bf16' on a GPU")
+        # Share every parameter and buffer: quantization replaces the copy's Linear modules
+        # with int8 ones and reads, never writes, the float32 weights.
+        memo: Dict[int, Any] = {id(t): t for t in list(module.parameters())
+                                + list(module.buffers())}
+        shared = copy.deepcopy(module, memo)
+        with warnings.catch_warnings():
+            # torch.ao.quantization announces its move to torchao; it still works, and the
+            # warnings would repeat on every load.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            from torch.ao.quantization import quantize_dynamic
+
+            quantized = quantize_dynamic(shared, {torch.nn.Linear}, dtype=torch.qint8,
+                                         inplace=True)
+        return quantized.eval()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return copy.deepcopy(module).to(dtype).eval()
+
+
+class InferenceCopies:
+    """The reduced-precision copy of a model, remade whenever the float32 model may have
+    changed: another module object (a load), or a training forward since the last copy."""
+
+    def __init__(self) -> None:
+        self._source: Optional[Any] = None
+        self._copy: Optional[Any] = None
+
+    def forget(self) -> None:
+        self._source = self._copy = None
+
+    def get(self, module: Any, precision: str) -> Any:
+        if self._copy is None or self._source is not module:
+            self._copy = inference_copy(module, precision)
+            self._source = module
+        return self._copy
+
+
+def set_precision(nlp: Any, precision: str) -> int:
+    """Make every ``spacy_crf_ner.WindowedTransformerModel.v1`` in ``nlp`` predict at
+    ``precision`` from now on, in this process (the saved config is not changed: to ship a
+    pipeline at another precision, set ``precision`` in its config). Returns how many models
+    changed; a pipeline without one is a ``ValueError``."""
+    check_precision(precision)
+    from .model_class import WindowedTransformerModel
+
+    found = 0
+    for _name, pipe in nlp.pipeline:
+        model: Any = getattr(pipe, "model", None)
+        for node in model.walk() if hasattr(model, "walk") else []:
+            if isinstance(node, WindowedTransformerModel):
+                node.precision = precision
+                found += 1
+    if not found:
+        raise ValueError("no spacy_crf_ner.WindowedTransformerModel.v1 in this pipeline: "
+                         "only that transformer architecture runs at another precision")
+    return found
