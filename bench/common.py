@@ -165,6 +165,9 @@ def worker_parser(description: str) -> argparse.ArgumentParser:
     infer.add_argument("--words", type=int, required=True,
                        help="word count of the test texts (the same for every system)")
     infer.add_argument("--predictions", type=Path, required=True)
+    infer.add_argument("--precision", default=None,
+                       help="spacy-crf-ner only: run the transformer at this precision "
+                            "(int8, bf16, fp16) instead of the pipeline's own")
     profile = sub.add_parser("profile", help="where inference time goes (spacy-crf-ner)")
     for p in (infer, profile):
         p.add_argument("--batch-size", type=int, default=32)

@@ -193,12 +193,45 @@ def run_system(name: str, python: Path, args, budget: Dict, work: Path, corpus: 
         alone = details["transformer_alone"]
         alone["ours_over_alone"] = round(infer["median_s"] / alone["median_s"], 3)
         infer.update(details, profile_process=profile)
-    scores = score.score(score.read_gold(args.data / "test"), score.read_predictions(predictions))
+    gold = score.read_gold(args.data / "test")
+    scores = score.score(gold, score.read_predictions(predictions))
     log(f"{name}: {infer['words_per_s']} words/s, peak RSS {infer['peak_rss_mb']:.0f} MB, "
         f"test F1 {100 * scores['micro']['f']:.1f}")
+    if name == "ours":
+        infer["reduced_precision"] = reduced_precision(python, script, common_args, budget,
+                                                       work, sys_work, words, gold)
     versions = train.pop("versions", {})
     return {"name": SYSTEMS[name][1], "versions": versions, "train": train, "infer": infer,
             "scores": scores}
+
+
+def reduced_precision(python: Path, script: Path, common_args: List, budget: Dict, work: Path,
+                      sys_work: Path, words: int, gold) -> Dict:
+    """Our opt-in reduced precisions (``--precision``) on the same trained pipeline: int8 on
+    the CPU, bf16 and fp16 on a GPU. Each is one ``infer`` process, scored like the rest."""
+    gpu = "--gpu-id" in common_args and int(common_args[common_args.index("--gpu-id") + 1]) >= 0
+    out: Dict = {}
+    for precision in (("bf16", "fp16") if gpu else ("int8",)):
+        log(f"ours: inference at {precision} (opt-in reduced precision)")
+        predictions = sys_work / f"predictions-{precision}.jsonl"
+        try:
+            res = run([python, script, "infer", *common_args, "--words", words,
+                       "--batch-size", budget["batch_size"], "--repeats", budget["repeats"],
+                       "--precision", precision, "--predictions", predictions,
+                       "--result", sys_work / f"infer-{precision}.json"],
+                      work / "logs" / f"ours-infer-{precision}.log")
+        except BenchError as err:
+            log(f"ours: {precision} FAILED: {err}")
+            out[precision] = {"error": str(err)}
+            continue
+        res.update(common.read_json(sys_work / f"infer-{precision}.json"))
+        micro = score.score(gold, score.read_predictions(predictions))["micro"]
+        out[precision] = {"words_per_s": res["words_per_s"], "median_s": res["median_s"],
+                          "peak_rss_mb": res["peak_rss_mb"], "p": micro["p"], "r": micro["r"],
+                          "f": micro["f"]}
+        log(f"ours at {precision}: {res['words_per_s']} words/s, test F1 "
+            f"{100 * micro['f']:.1f}")
+    return out
 
 
 def ratios_and_targets(systems: Dict) -> Dict:
@@ -252,6 +285,18 @@ def ratios_and_targets(systems: Dict) -> Dict:
         target("inference peak RSS <= EDS-NLP", f"{ours['infer']['peak_rss_mb']:,.0f} vs "
                f"{eds['infer']['peak_rss_mb']:,.0f} MB",
                ours["infer"]["peak_rss_mb"] <= eds["infer"]["peak_rss_mb"])
+        target("training peak RSS <= EDS-NLP", f"{ours['train']['peak_rss_mb']:,.0f} vs "
+               f"{eds['train']['peak_rss_mb']:,.0f} MB",
+               ours["train"]["peak_rss_mb"] <= eds["train"]["peak_rss_mb"])
+        for precision, res in (ours["infer"].get("reduced_precision") or {}).items():
+            if "error" in res:
+                continue
+            speed = res["words_per_s"] / eds["infer"]["words_per_s"]
+            delta = 100 * (res["f"] - ours["scores"]["micro"]["f"])
+            target(f"opt-in {precision}: words/s >= 2.0 x EDS-NLP (fp32), exact F1 within "
+                   "0.5 point of our fp32", f"{res['words_per_s']:,.0f} vs "
+                   f"{eds['infer']['words_per_s']:,.0f} ({speed:.2f}x), F1 {100 * res['f']:.1f} "
+                   f"({delta:+.1f})", speed >= 2.0 and abs(delta) <= 0.5)
     return out
 
 
@@ -355,8 +400,29 @@ def render_section(results: Dict) -> str:
             lines.append(f"The bare Hugging Face forward over the same {alone['windows']:,} "
                          f"windows takes {alone['median_s']:.2f} s; the whole pipeline "
                          f"{ours['infer']['median_s']:.2f} s ({alone['ours_over_alone']:.2f}x).")
+        reduced = ours["infer"].get("reduced_precision") or {}
+        if reduced:
+            eds = systems.get("edsnlp")
+            eds_speed = eds["infer"]["words_per_s"] if eds and "error" not in eds else None
+            lines += ["", "Opt-in reduced precision (`--precision`, or `precision` in the "
+                      "transformer's config), same trained pipeline:", "",
+                      "| spacy-crf-ner at | P | R | F1 | F1 − fp32 | words/s | "
+                      "words/s ÷ EDS-NLP fp32 | inference peak RSS (MB) |",
+                      "|---|---|---|---|---|---|---|---|"]
+            m = ours["scores"]["micro"]
+            rows = [("fp32 (default)", {**m, **ours["infer"]})] + list(reduced.items())
+            for precision, res in rows:
+                if "error" in res:
+                    lines.append(f"| {precision} | failed: {res['error'].splitlines()[0]} "
+                                 "| | | | | | |")
+                    continue
+                ratio = f"{res['words_per_s'] / eds_speed:.2f}" if eds_speed else "–"
+                lines.append(
+                    f"| {precision} | {_pct(res['p'])} | {_pct(res['r'])} | "
+                    f"**{_pct(res['f'])}** | {100 * (res['f'] - m['f']):+.1f} | "
+                    f"{res['words_per_s']:,.0f} | {ratio} | {res['peak_rss_mb']:,.0f} |")
     if results.get("targets"):
-        lines += ["", "Targets (issue 6):", ""]
+        lines += ["", "Targets (issues 6, 15, 16):", ""]
         for t in results["targets"]:
             lines.append(f"- {'met' if t['met'] else '**not met**'}: {t['target']}: {t['value']}")
     if mode == "quick":

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import spacy_base  # noqa: E402
 from spacy_base import common  # noqa: E402
@@ -63,9 +65,11 @@ def transformer_alone(nlp, texts, batch_size: int, repeats: int) -> dict:
     (spaCy tokenizer + the config's span getter, 128/96), batched as the transformer
     component batches them (batches of ``batch_size`` docs, split by
     ``spacy_transformers.util.batch_by_length`` into sub-batches of at most
-    ``max_batch_items`` padded tokens), windows padded to the longest of their sub-batch, with
-    the word pieces the pipeline's transformer model feeds itself. Tokenisation is done
-    beforehand and not timed. Median of ``repeats`` after a warm-up."""
+    ``max_batch_items`` padded tokens), then as the model's own forward groups them (ours:
+    windows of equal length together, ``max_forward_pieces`` per call; spacy-transformers':
+    each sub-batch padded to its longest window), with the word pieces the model feeds
+    itself. Tokenisation is done beforehand and not timed. Median of ``repeats`` after a
+    warm-up."""
     import torch
 
     pipe = nlp.get_pipe("transformer")
@@ -84,12 +88,22 @@ def transformer_alone(nlp, texts, batch_size: int, repeats: int) -> dict:
         for group in groups:
             sub = [docs[j] for j in group]
             if hasattr(trf, "encode_windows"):  # spacy_crf_ner.WindowedTransformerModel.v1
+                # The same groups of equal-length windows as its forward, each cut to its
+                # own longest window.
+                from spacy_crf_ner.transformer.windows import forward_chunks
+
                 w = trf.encode_windows(sub)
-                encoded = {"input_ids": w.input_ids, "attention_mask": w.attention_mask}
-                if w.token_type_ids is not None:
-                    encoded["token_type_ids"] = w.token_type_ids
-                encoded = {k: torch.from_numpy(v) for k, v in encoded.items()}
-                encoded["attention_mask"] = encoded["attention_mask"].long()
+                for rows in forward_chunks(w.lengths, trf.max_forward_pieces):
+                    width = max(w.lengths[r] for r in rows)
+                    encoded = {"input_ids": w.input_ids[rows, :width],
+                               "attention_mask": w.attention_mask[rows, :width]}
+                    if w.token_type_ids is not None:
+                        encoded["token_type_ids"] = w.token_type_ids[rows, :width]
+                    encoded = {k: torch.from_numpy(numpy.ascontiguousarray(v))
+                               for k, v in encoded.items()}
+                    encoded["attention_mask"] = encoded["attention_mask"].long()
+                    batches.append({k: v.to(device) for k, v in encoded.items()})
+                continue
             else:  # spacy-transformers' own model: it tokenizes each window's text
                 windows = [span.text for spans in get_spans(sub) for span in spans]
                 encoded = tokenizer(windows, padding="longest", truncation=True,
@@ -134,12 +148,17 @@ def main() -> None:
     elif args.command == "infer":
         t0 = time.perf_counter()
         nlp = spacy_base.load(args.work / "output" / "model-last", args.gpu_id)
+        if args.precision:
+            from spacy_crf_ner.transformer.precision import set_precision
+
+            set_precision(nlp, args.precision)
         load_s = time.perf_counter() - t0
         result = spacy_base.infer(
             nlp, args.data, args.words, args.batch_size, args.repeats, args.predictions,
             get_spans=lambda doc: doc.spans.get("sc", []),
             source='doc.spans["sc"] (every predicted span)',
-            load_s=round(load_s, 2), **common.torch_info(args.gpu_id))
+            load_s=round(load_s, 2), precision=args.precision or "fp32",
+            **common.torch_info(args.gpu_id))
     else:  # profile: its own process, so that it leaves the inference peak RSS alone
         nlp = spacy_base.load(args.work / "output" / "model-last", args.gpu_id)
         texts = [text for _, text in common.read_split(args.data / "test")]
