@@ -49,7 +49,9 @@ def shared_site_packages(dest: Path) -> Path:
 
 @pytest.mark.slow
 def test_packaged_pipeline_installs_and_loads_in_a_fresh_venv(tmp_path):
-    nlp = tiny_transformer_nlp(tmp_path)
+    # Set to predict at int8 (opt-in reduced precision): the setting travels in the config
+    # and the package predicts exactly what the pipeline did before packaging.
+    nlp = tiny_transformer_nlp(tmp_path, transformer_settings={"precision": "int8"})
     train(nlp, make_examples(nlp, 40, seed=5), epochs=8, drop=0.0)
     expected = [sorted((s.start_char, s.end_char, s.label_) for s in d.spans["sc"]) for d in nlp.pipe(TEXTS)]
     assert any(expected), "the trained pipeline should find entities"
@@ -89,6 +91,7 @@ def test_packaged_pipeline_installs_and_loads_in_a_fresh_venv(tmp_path):
         env=clean_env, cwd=tmp_path)
     script = (
         "import json, spacy; nlp = spacy.load('en_crf_test'); "
+        "assert nlp.get_pipe('transformer').model.precision == 'int8'; "
         f"docs = list(nlp.pipe({TEXTS!r})); "
         "print(json.dumps([sorted((s.start_char, s.end_char, s.label_) for s in d.spans['sc']) for d in docs]))"
     )

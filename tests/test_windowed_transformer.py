@@ -353,3 +353,33 @@ def test_a_training_step_renews_the_reduced_precision_copy(bert):
             p.mul_(1.5)
     after = model.predict(docs).model_output.last_hidden_state
     assert not torch.allclose(after, first.model_output.last_hidden_state, atol=1e-3)
+
+
+def test_lean_loading_gives_the_same_weights_as_spacy_transformers(bert):
+    """Our shim loads the bytes spacy-transformers' HFShim writes into the very same tensors,
+    and the bytes it writes load with theirs."""
+    import torch
+    from spacy_transformers.layers.hf_shim import HFShim
+
+    from spacy_crf_ner.transformer.model_class import LeanHFShim
+
+    nlp = spacy.blank("en")
+    make = registry.architectures.get("spacy_crf_ner.WindowedTransformerModel.v1")
+    model = make(bert, window=12, stride=8)
+    docs, expected = predict(model, nlp, TEXTS)
+    saved = model.to_bytes()
+    lean = make(bert, window=12, stride=8).from_bytes(saved)
+    assert type(lean.layers[0].shims[0]) is LeanHFShim
+    theirs = make(bert, window=12, stride=8)
+    theirs.layers[0].shims[0].__class__ = HFShim
+    theirs.from_bytes(saved)
+    a, b = lean.transformer.state_dict(), theirs.transformer.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    for loaded in (lean, theirs):
+        numpy.testing.assert_array_equal(
+            to_numpy(loaded.predict(docs).model_output.last_hidden_state.detach().cpu()),
+            to_numpy(expected.model_output.last_hidden_state.detach().cpu()))
+    assert type(pickle.loads(pickle.dumps(lean)).layers[0].shims[0]) is LeanHFShim
+    assert type(lean.copy().layers[0].shims[0]) is LeanHFShim
