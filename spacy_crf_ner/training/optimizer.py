@@ -103,8 +103,9 @@ def gradient_sources(nlp: Language) -> Dict[KeyT, Callable[[], Any]]:
 def _squared_norm(grad) -> float:
     if grad is None:
         return 0.0
-    if hasattr(grad, "detach"):  # torch tensor
-        return float(grad.detach().float().pow(2).sum())
+    if hasattr(grad, "detach"):  # torch tensor: one BLAS dot, no temporary of its size
+        flat_t = grad.detach().reshape(-1)
+        return float(flat_t.dot(flat_t))
     flat = grad.ravel()
     return float(flat.dot(flat))
 
