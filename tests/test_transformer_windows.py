@@ -61,3 +61,52 @@ def test_spans_hold_at_most_window_pieces_as_the_transformer_tokenizes_them(toke
 def test_bad_window_is_a_clear_error():
     with pytest.raises(ValueError, match="stride"):
         configure_wordpiece_strided_spans("x", window=10, stride=20)
+
+
+def _cost(groups, lengths, call_cost):
+    return sum(len(g) * max(lengths[i] for i in g) + call_cost for g in groups)
+
+
+def _best_cost(lengths, max_pieces, call_cost):
+    """Brute force over every way to cut the sorted rows into consecutive groups."""
+    import itertools
+
+    ordered = sorted(lengths, reverse=True)
+    n, best = len(ordered), float("inf")
+    for cuts in itertools.product([0, 1], repeat=max(n - 1, 0)):
+        groups, start = [], 0
+        for i, c in enumerate(cuts, start=1):
+            if c:
+                groups.append(ordered[start:i])
+                start = i
+        groups.append(ordered[start:])
+        if all(len(g) == 1 or len(g) * g[0] <= max_pieces for g in groups):
+            best = min(best, sum(len(g) * g[0] + call_cost for g in groups))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_forward_groups_cover_every_window_once_within_budget_at_least_cost(seed):
+    import random
+
+    from spacy_crf_ner.transformer.windows import forward_chunks
+
+    rng = random.Random(seed)
+    lengths = [rng.choice([130, 130, 130, rng.randint(3, 130)]) for _ in range(rng.randint(1, 11))]
+    max_pieces, call_cost = rng.choice([130, 300, 600, 4096]), rng.choice([0, 16, 128])
+    groups = forward_chunks(lengths, max_pieces, call_cost)
+    rows = sorted(int(i) for g in groups for i in g)
+    assert rows == list(range(len(lengths)))
+    widths = [max(lengths[i] for i in g) for g in groups]
+    assert widths == sorted(widths, reverse=True)
+    assert all(len(g) == 1 or len(g) * w <= max_pieces for g, w in zip(groups, widths))
+    assert _cost(groups, lengths, call_cost) == _best_cost(lengths, max_pieces, call_cost)
+
+
+def test_forward_groups_edge_cases():
+    from spacy_crf_ner.transformer.windows import forward_chunks
+
+    assert forward_chunks([], 4096) == []
+    assert [list(g) for g in forward_chunks([500], 100)] == [[0]]  # one window over budget
+    with pytest.raises(ValueError, match="max_forward_pieces"):
+        forward_chunks([3], 0)

@@ -100,18 +100,21 @@ def _chunked_forward(transformer: Model, wordpieces: WordpieceBatch,
     device = first.last_hidden_state.device
     index = [torch.as_tensor(rows, dtype=torch.long, device=device) for rows, *_ in parts]
 
+    lengths = [length for _, length, _, _ in parts]
+
     def gather(values: List[Any]) -> Any:
-        """One batch-shaped tensor from each group's tensor (rows in window order)."""
+        """One batch-shaped tensor from each group's tensor (rows in window order): every
+        axis as long as its group's windows (pieces; both axes of attention weights) is
+        padded to the batch's width, the others (hidden size, heads) are kept."""
         t0 = values[0]
-        shape = (len(wordpieces.lengths),) + tuple(t0.shape[1:])
-        sequence = t0.dim() >= 2 and all(v.shape[1] == parts[i][1]
-                                         for i, v in enumerate(values))
-        if sequence:
-            shape = shape[:1] + (width,) + shape[2:]
+        sequence = [d for d in range(1, t0.dim())
+                    if all(v.shape[d] == n for v, n in zip(values, lengths))]
+        shape = [len(wordpieces.lengths)] + [width if d in sequence else t0.shape[d]
+                                             for d in range(1, t0.dim())]
         full = t0.new_zeros(shape)
         with torch.no_grad():
             for i, v in enumerate(values):
-                target = full[:, : v.shape[1]] if sequence else full
+                target = full[(slice(None),) + tuple(slice(0, n) for n in v.shape[1:])]
                 target.index_copy_(0, index[i], v.detach())
         return full
 

@@ -95,24 +95,40 @@ def configure_wordpiece_strided_spans(
     return partial(get_wordpiece_strided_spans, name=name, window=window, stride=stride)
 
 
-def forward_chunks(lengths: List[int], max_pieces: int) -> List[numpy.ndarray]:
+def forward_chunks(lengths: List[int], max_pieces: int,
+                   call_cost: int = 128) -> List[numpy.ndarray]:
     """Rows of a batch of windows grouped for the transformer's forward, longest first.
 
     Each group is padded only to its own longest window and holds at most ``max_pieces``
-    padded word pieces (at least one window). Padding is computed and thrown away, so
-    windows of equal length go together: most windows are full, and the short last window
-    of each document no longer makes the full ones wait on padding, nor the reverse.
-    Returns the row indices of each group, in order of decreasing length.
+    padded word pieces (at least one window). Padding is computed and thrown away, so the
+    groups are cut where the padding they would compute costs more than another forward
+    call, counted as ``call_cost`` word pieces: with the windows sorted by length, the split
+    that minimises (padded pieces + call_cost per group) is found exactly, in one pass per
+    window over the group sizes that fit. Most windows are full, so they form the first
+    groups; the short last windows of the documents follow, grouped with windows of about
+    their own length. Returns the row indices of each group, in order of decreasing length.
     """
     if max_pieces < 1:
         raise ValueError(f"max_forward_pieces must be at least 1, got {max_pieces}")
     sizes = numpy.asarray(lengths, dtype="int64")
     order = numpy.argsort(-sizes, kind="stable")
+    ordered = sizes[order]
+    n = len(order)
+    # best[i]: least cost of the first i rows (sorted); cut[i]: where its last group starts.
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for end in range(1, n + 1):
+        for start in range(end - 1, -1, -1):
+            width = max(int(ordered[start]), 1)  # the group's first row is its longest
+            rows = end - start
+            if rows > 1 and rows * width > max_pieces:
+                break
+            cost = best[start] + rows * width + call_cost
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
     groups: List[numpy.ndarray] = []
-    start = 0
-    while start < len(order):
-        width = int(sizes[order[start]])  # the longest row of the group comes first
-        rows = max(1, max_pieces // max(width, 1))
-        groups.append(order[start : start + rows])
-        start += rows
-    return groups
+    end = n
+    while end > 0:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
