@@ -44,6 +44,20 @@ def predict(model, nlp, texts):
     return docs, model.predict(docs)
 
 
+def assert_same_pieces_and_doc_data(got, expected):
+    """Same hidden states on every word piece (padding is read by no token, and the grouped
+    forward leaves it at 0), and the same per-doc alignment and pieces for the listeners."""
+    real = numpy.asarray(to_numpy(expected.wordpieces.attention_mask), dtype=bool)
+    numpy.testing.assert_allclose(
+        to_numpy(got.model_output.last_hidden_state.detach().cpu())[real],
+        to_numpy(expected.model_output.last_hidden_state.detach().cpu())[real],
+        rtol=1e-5, atol=1e-5)
+    for a, b in zip(got.doc_data, expected.doc_data):
+        numpy.testing.assert_array_equal(a.align.data, b.align.data)
+        numpy.testing.assert_array_equal(a.align.lengths, b.align.lengths)
+        assert a.wordpieces.strings == b.wordpieces.strings
+
+
 def test_same_windows_pieces_alignment_and_outputs_as_spacy_transformers(bert):
     nlp = spacy.blank("en")
     _, ours = predict(build("windowed", bert), nlp, TEXTS)
@@ -59,16 +73,7 @@ def test_same_windows_pieces_alignment_and_outputs_as_spacy_transformers(bert):
     numpy.testing.assert_array_equal(ours.align.lengths, theirs.align.lengths)
     numpy.testing.assert_array_equal(to_numpy(ours.align.data), to_numpy(theirs.align.data))
     assert (ours.align.lengths == 0).sum() > 0  # whitespace tokens feed on nothing
-    real = numpy.asarray(to_numpy(tw.attention_mask), dtype=bool)  # padding: nobody reads it
-    numpy.testing.assert_allclose(
-        to_numpy(ours.model_output.last_hidden_state.detach().cpu())[real],
-        to_numpy(theirs.model_output.last_hidden_state.detach().cpu())[real],
-        rtol=1e-5, atol=1e-5)
-    # What the listeners read, doc by doc.
-    for a, b in zip(ours.doc_data, theirs.doc_data):
-        numpy.testing.assert_array_equal(a.align.data, b.align.data)
-        numpy.testing.assert_array_equal(a.align.lengths, b.align.lengths)
-        assert a.wordpieces.strings == b.wordpieces.strings
+    assert_same_pieces_and_doc_data(ours, theirs)
 
 
 def test_windows_respect_the_budget_and_every_piece_feeds_its_own_token(bert):
@@ -282,16 +287,8 @@ def test_windows_grouped_by_length_give_the_same_outputs_and_gradients(bert):
 
     assert len(forward_chunks(got.wordpieces.lengths, 30)) > 3
     assert len(set(got.wordpieces.lengths)) > 2  # short last windows, not only full ones
-    # Word pieces, not padding (which no token reads; the grouped forward leaves it at 0).
-    real = numpy.asarray(expected.wordpieces.attention_mask, dtype=bool)
-    numpy.testing.assert_allclose(
-        to_numpy(got.model_output.last_hidden_state.detach().cpu())[real],
-        to_numpy(expected.model_output.last_hidden_state.detach().cpu())[real],
-        rtol=1e-5, atol=1e-5)
+    assert_same_pieces_and_doc_data(got, expected)
     for a, b in zip(got.doc_data, expected.doc_data):
-        numpy.testing.assert_array_equal(a.align.data, b.align.data)
-        numpy.testing.assert_array_equal(a.align.lengths, b.align.lengths)
-        assert a.wordpieces.strings == b.wordpieces.strings
         if a.model_output:
             read = a.align.data.ravel()  # what the listeners read
             numpy.testing.assert_allclose(
@@ -307,8 +304,10 @@ def test_windows_grouped_by_length_give_the_same_outputs_and_gradients(bert):
     _, grads_grouped = _grads_after_backprop(grouped, docs, d_hidden)
     assert grads_whole.keys() == grads_grouped.keys() and len(grads_whole) > 10
     for name, grad in grads_whole.items():
+        # Sums over other groupings of the windows: float reordering, relative to the scale.
+        scale = max(1.0, float(grad.abs().max()))
         numpy.testing.assert_allclose(grads_grouped[name].numpy(), grad.numpy(),
-                                      rtol=1e-4, atol=1e-5, err_msg=name)
+                                      rtol=1e-4, atol=1e-5 * scale, err_msg=name)
 
 
 def test_reduced_precision_copies_predict_close_and_never_touch_the_float32_weights(bert):

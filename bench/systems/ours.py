@@ -104,10 +104,10 @@ def transformer_alone(nlp, texts, batch_size: int, repeats: int) -> dict:
                     encoded["attention_mask"] = encoded["attention_mask"].long()
                     batches.append({k: v.to(device) for k, v in encoded.items()})
                 continue
-            else:  # spacy-transformers' own model: it tokenizes each window's text
-                windows = [span.text for spans in get_spans(sub) for span in spans]
-                encoded = tokenizer(windows, padding="longest", truncation=True,
-                                    max_length=tokenizer.model_max_length, return_tensors="pt")
+            # spacy-transformers' own model: it tokenizes each window's text
+            windows = [span.text for spans in get_spans(sub) for span in spans]
+            encoded = tokenizer(windows, padding="longest", truncation=True,
+                                max_length=tokenizer.model_max_length, return_tensors="pt")
             batches.append({k: v.to(device) for k, v in encoded.items()})
 
     def run_pass():

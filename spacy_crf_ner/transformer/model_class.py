@@ -81,12 +81,12 @@ def _chunked_forward(transformer: Model, wordpieces: WordpieceBatch,
     from transformers.utils import ModelOutput
 
     width = wordpieces.input_ids.shape[1]
+    input_ids: Any = wordpieces.input_ids  # [n_windows, width] arrays
+    attention_mask: Any = wordpieces.attention_mask
+    token_type_ids: Any = wordpieces.token_type_ids
     parts = []
     for rows in chunks:
         length = max(wordpieces.lengths[r] for r in rows)
-        input_ids: Any = wordpieces.input_ids  # [n_windows, width] arrays
-        attention_mask: Any = wordpieces.attention_mask
-        token_type_ids: Any = wordpieces.token_type_ids
         sub = WordpieceBatch(
             strings=[wordpieces.strings[r][:length] for r in rows],
             input_ids=input_ids[rows, :length],
