@@ -17,9 +17,11 @@ keeps its own such access in one helper for the same reason):
 * call spacy-transformers' own ``replace_listeners`` config callback
   (``spacy_transformers.layers._util.replace_listener_cfg``) for its models, from ours;
 * load a saved Hugging Face model into spacy-transformers' ``HFShim`` (its ``_hfmodel`` and
-  ``_model``) with a smaller memory peak than ``HFShim.from_bytes``.
+  ``_model``) with a smaller memory peak than ``HFShim.from_bytes``;
+* call torch's functional AdamW (``torch.optim.adamw.adamw``, which ``torch.optim`` does not
+  export) with its fused kernel, for the optimizer's update of float32 CPU parameters.
 
-If spaCy or Thinc renames one of these, this module is the only one to change.
+If spaCy, Thinc or torch renames one of these, this module is the only one to change.
 """
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, List, Optional
@@ -145,3 +147,14 @@ def load_hf_shim_bytes(shim: Any, bytes_data: bytes) -> None:
     shim._hfmodel = HFObjects(tokenizer, transformer, vocab_file_contents,
                               SimpleFrozenDict(), SimpleFrozenDict())
     shim._model = transformer
+
+
+def torch_fused_adamw() -> Optional[Callable]:
+    """torch's functional AdamW (``params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+    state_steps, fused=...``), or None when this torch has no such function."""
+    import importlib
+
+    try:
+        return importlib.import_module("torch.optim.adamw").adamw
+    except (ImportError, AttributeError):
+        return None

@@ -85,6 +85,48 @@ def test_pattern_that_matches_nothing_is_a_clear_error():
         grouped_adam(groups={"x": {"learn_rate": 1.0}})
 
 
+@pytest.mark.parametrize("scope", ["tensor", "global"])
+def test_fused_update_is_thincs_adam(scope):
+    """torch's fused AdamW kernel (the default for float32 CPU arrays) makes Thinc's update:
+    moments, bias correction, eps, decoupled weight decay and clipping, step after step.
+    One parameter has gradients far below eps, where eps's scaling decides the step."""
+    rng = numpy.random.default_rng(0)
+    start = {"matrix": rng.standard_normal((30, 7)), "vector": rng.standard_normal(500),
+             "tiny": rng.standard_normal(9)}
+    scales = {"matrix": 1.0, "vector": 0.01, "tiny": 1e-9}
+    runs = {}
+    for fused in (True, False):
+        optimizer = grouped_adam(groups={"all": {"pattern": "", "learn_rate": 1e-3}},
+                                 L2=0.01, grad_clip=0.5, grad_clip_scope=scope, fused=fused)
+        optimizer.bind_paths({(1, k): (k, v.size) for k, v in start.items()}, verbose=False,
+                             grads={(1, k): (lambda: None) for k in start})
+        assert (optimizer.fused_adamw is not None) == fused
+        weights = {k: v.astype("float32") for k, v in start.items()}
+        grads_rng = numpy.random.default_rng(1)
+        for step in range(12):
+            for k in weights:
+                big = 30.0 if step % 3 == 0 else 1.0  # clipping on some steps only
+                grad = (grads_rng.standard_normal(weights[k].shape) * scales[k] * big
+                        ).astype("float32")
+                weights[k], grad = optimizer((1, k), weights[k], grad)
+                assert not grad.any()  # the gradient is consumed, as Thinc does
+            optimizer.step_schedules()
+        runs[fused] = (weights, {k: optimizer.mom2[(1, k)].copy() for k in start})
+    for k in start:
+        fused_w, thinc_w = runs[True][0][k], runs[False][0][k]
+        moved = numpy.abs(thinc_w - start[k].astype("float32")).max()
+        assert moved > 1e-3  # both really trained
+        # Rounding only. Thinc rounds 1 - beta2 to float32 (0.00099998713, 1.3e-5 below the
+        # kernel's), which moves each step by ~7e-6 of itself: 1e-4 of the path the 12 steps
+        # of size ~lr walk is ample for that, plus a few ulps of the weight. A wrong eps,
+        # bias correction or weight decay is off by a good fraction of a step.
+        path = 12 * 1e-3
+        tolerance = 1e-4 * path + 8 * numpy.spacing(numpy.abs(thinc_w))
+        assert (numpy.abs(fused_w - thinc_w) <= tolerance).all(), k
+        # (the same rounding of 1 - beta2: Thinc's second moments sit 1.3e-5 below)
+        assert numpy.allclose(runs[True][1][k], runs[False][1][k], rtol=3e-5, atol=0), k
+
+
 def _by_key(nlp):
     """optimizer key -> (copy of the weights, copy of the gradient or None), float64.
     (Paths are not unique: the tok2vec has several ``hashembed/E``.)"""

@@ -31,6 +31,8 @@ A group may set ``weight_decay`` (else the optimizer's ``L2``) and ``frozen = tr
 parameters never move). ``grad_clip_scope = "global"`` clips the norm of all gradients of a
 step together, as ``torch.nn.utils.clip_grad_norm_`` (and EDS-NLP's trainer) do; the default
 ``"tensor"`` is Thinc's behaviour, which clips each parameter tensor on its own.
+Float32 CPU parameters are updated by torch's fused AdamW kernel, which computes Thinc's
+update in one multithreaded pass (``fused_adam``); ``fused = false`` keeps Thinc's own loops.
 Paths are matched once, after ``nlp.initialize``; a pattern that
 matches nothing, or a parameter that matches no group, is an error at that point.
 """
@@ -41,11 +43,14 @@ from collections import OrderedDict
 from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+import numpy
+
 from spacy.language import Language
 from spacy.util import registry
 from thinc.api import Model, Optimizer
 
-from ..internals import pipeline_optimizer, shim_module
+from ..internals import pipeline_optimizer, shim_module, torch_fused_adamw
+from .fused_adam import adam_update, is_cpu_float32
 from .state import TRAINING_STATE, KeyT
 
 
@@ -155,7 +160,7 @@ class GroupedOptimizer(Optimizer):
     """Thinc's Adam, with learning rate and weight decay chosen per parameter group."""
 
     def __init__(self, groups: Dict[str, Dict[str, Any]], grad_clip_scope: str = "tensor",
-                 **kwargs):
+                 fused: bool = True, **kwargs):
         if not groups:
             raise ValueError("GroupedAdam needs at least one group (pattern \"\" matches all).")
         if grad_clip_scope not in CLIP_SCOPES:
@@ -163,6 +168,7 @@ class GroupedOptimizer(Optimizer):
                 f"grad_clip_scope must be one of {CLIP_SCOPES}, got {grad_clip_scope!r}"
             )
         self.grad_clip_scope = grad_clip_scope
+        self.fused_adamw = torch_fused_adamw() if fused else None
         self.grad_sources: Dict[KeyT, Callable[[], Any]] = {}
         self._clip_factor: Optional[float] = None
         self._keys_this_step: set = set()
@@ -284,9 +290,33 @@ class GroupedOptimizer(Optimizer):
                 gradient *= factor
             self.grad_clip = 0.0  # already clipped: no per-tensor clip on top
         try:
-            return super().__call__(key, weights, gradient, lr_scale=lr_scale)
+            return self._update(key, weights, gradient, lr_scale)
         finally:
             self.learn_rate, self.L2, self.grad_clip = display_rate, base_L2, base_clip
+
+    def _update(self, key: KeyT, weights, gradient, lr_scale: float):
+        """Thinc's ``Optimizer.__call__`` (Adam, clipping, weight decay) with the current
+        group's settings; float32 CPU arrays go through torch's fused kernel instead of
+        Thinc's loops (same update, see ``fused_adam``)."""
+        if not (self.fused_adamw is not None and is_cpu_float32(weights)
+                and is_cpu_float32(gradient) and gradient.size > 0
+                and weights.shape == gradient.shape and self.b1 > 0.0 and self.b2 > 0.0
+                and not self.use_radam and self.averages is None
+                and (self.L2 == 0 or self.L2_is_weight_decay)):
+            return super().__call__(key, weights, gradient, lr_scale=lr_scale)
+        self.nr_update[key] += 1
+        if self.grad_clip:  # Thinc's Ops.clip_gradient
+            norm = math.sqrt(_squared_norm(gradient))
+            if norm >= self.grad_clip:
+                gradient *= self.grad_clip / norm
+        for moments in (self.mom1, self.mom2):  # Thinc's layout: 1-D, one per parameter
+            if key not in moments:
+                moments[key] = numpy.zeros(weights.size, dtype="float32")
+        adam_update(self.fused_adamw, weights, gradient, self.mom1[key], self.mom2[key],
+                    step=self.nr_update[key], learn_rate=self.learn_rate * lr_scale,
+                    beta1=self.b1, beta2=self.b2, eps=self.eps, weight_decay=self.L2)
+        gradient.fill(0.0)
+        return weights, gradient
 
     def _global_clip_factor(self, key: KeyT) -> float:
         """The factor that brings the norm of all gradients of this step to ``grad_clip``.
@@ -314,13 +344,17 @@ def grouped_adam(
     grad_clip: float = 1.0,
     grad_clip_scope: str = "tensor",
     use_averages: bool = False,
+    fused: bool = True,
 ) -> GroupedOptimizer:
     """Adam(W) whose learning rate and weight decay depend on the parameter's group.
     ``grad_clip_scope``: "tensor" (Thinc: each tensor's norm clipped to ``grad_clip``) or
-    "global" (the norm of all gradients of the step, as torch's ``clip_grad_norm_``)."""
+    "global" (the norm of all gradients of the step, as torch's ``clip_grad_norm_``).
+    ``fused``: update float32 CPU parameters with torch's fused AdamW kernel (the same
+    update as Thinc's Adam in one multithreaded pass); false keeps Thinc's loops."""
     return GroupedOptimizer(
         groups,
         grad_clip_scope=grad_clip_scope,
+        fused=fused,
         beta1=beta1,
         beta2=beta2,
         eps=eps,
