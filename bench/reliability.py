@@ -1,7 +1,7 @@
 """Costs of the issue-19 guarantees, each as a ratio against a baseline of the same run.
 
     python bench/reliability.py [--docs 20000] [--split-words 20000] [--skip memory,checksums]
-        [--modes plain,memory_zone] [--output bench/results/reliability-<date>.json]
+        [--modes plain,memory_zone,trimmed] [--output bench/results/reliability-<date>.json]
 
 * ``split``: ``standoff_to_docs`` on one synthetic document of N and 4N words, without
   splitting (baseline) and with ``max_length=5`` (thousands of tiny parts). Splitting is
@@ -14,7 +14,11 @@
   (batch 32), each text with a new number so the string store sees new strings, as a service
   does; resident size (``/proc/self/statm``) sampled every 1,000 docs, then the same stream
   again with a ``nlp.memory_zone()`` around each 1,000 docs. Baseline: the resident size
-  after the first 1,000 docs.
+  after the first 1,000 docs. ``--modes trimmed`` samples after giving glibc's free pages
+  back (``malloc_trim``, as ``release_memory`` does in training): what stays is what the
+  process really holds, so growth there is a leak, and growth only in ``plain`` is the
+  allocator keeping freed memory. Run each mode alone (``--modes plain``, then
+  ``--modes trimmed``) for a fresh process each.
 """
 import argparse
 import json
@@ -153,6 +157,8 @@ def stream(n_docs: int):
 def bench_memory(path: Path, n_docs: int, modes, every: int = 1000):
     import spacy
 
+    from spacy_crf_ner.training.memory import release_free_memory
+
     out = {}
     for mode in modes:
         nlp = spacy.load(path)
@@ -169,6 +175,8 @@ def bench_memory(path: Path, n_docs: int, modes, every: int = 1000):
             else:
                 for _doc in nlp.pipe(chunk, batch_size=32):
                     pass
+                if mode == "trimmed":
+                    release_free_memory()
             done += len(chunk)
             samples.append([done, round(rss_mb(), 1), len(nlp.vocab.strings)])
         seconds = time.perf_counter() - started
@@ -204,10 +212,14 @@ def main() -> None:
     parser.add_argument("--split-words", type=int, default=20000)
     parser.add_argument("--skip", default="", help="comma-separated: split,checksums,memory")
     parser.add_argument("--modes", default="plain,memory_zone",
-                        help="memory streams to run: plain, memory_zone (comma-separated)")
+                        help="memory streams to run: plain, memory_zone, trimmed "
+                             "(comma-separated)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    unknown = set(args.modes.split(",")) - {"plain", "memory_zone", "trimmed"}
+    if unknown:
+        parser.error(f"unknown --modes {sorted(unknown)}: use plain, memory_zone, trimmed")
     results = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
     if "split" not in skip:
         results["split"] = bench_split(args.split_words)

@@ -19,7 +19,9 @@ keeps its own such access in one helper for the same reason):
 * load a saved Hugging Face model into spacy-transformers' ``HFShim`` (its ``_hfmodel`` and
   ``_model``) with a smaller memory peak than ``HFShim.from_bytes``;
 * call torch's functional AdamW (``torch.optim.adamw.adamw``, which ``torch.optim`` does not
-  export) with its fused kernel, for the optimizer's update of float32 CPU parameters.
+  export) with its fused kernel, for the optimizer's update of float32 CPU parameters;
+* route ``torch.nn.functional``'s dropout and attention for the length of a block (a Hugging
+  Face model offers no hook for the dropout it runs), for the transformer's training forward.
 
 If spaCy, Thinc or torch renames one of these, this module is the only one to change.
 """
@@ -158,3 +160,20 @@ def torch_fused_adamw() -> Optional[Callable]:
         return importlib.import_module("torch.optim.adamw").adamw
     except (ImportError, AttributeError):
         return None
+
+
+@contextmanager
+def patched_torch_functional(**functions: Callable) -> Iterator[None]:
+    """Within the block, ``torch.nn.functional.<name>`` is the function given for it (the
+    modules that call ``F.<name>`` look it up at each call: ``nn.Dropout``, Hugging Face's
+    attention). Process-wide while it lasts: meant for a forward pass, not for threads."""
+    import torch.nn.functional as F
+
+    own = {name: getattr(F, name) for name in functions}
+    try:
+        for name, function in functions.items():
+            setattr(F, name, function)
+        yield
+    finally:
+        for name, function in own.items():
+            setattr(F, name, function)

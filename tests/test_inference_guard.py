@@ -45,4 +45,6 @@ def test_grouped_windows_predict_what_one_padded_batch_predicts(trained):
         spans, scores = predictions(nlp, texts)
         assert spans == spans_whole, pieces
         for got, expected in zip(scores, scores_whole):
-            assert got == pytest.approx(expected, abs=1e-5), pieces
+            # float32 summation order only: ~1e-6 in the hidden states, amplified up to a few
+            # 1e-5 through the CRF's marginals; a wrong window or mask moves them by 1e-2
+            assert got == pytest.approx(expected, abs=1e-4), pieces

@@ -78,7 +78,7 @@ def levels(spans):
             for s in spans]
 
 
-def reference(nlp, texts, max_length=0):
+def reference(nlp, texts, max_length=0, batch_size=None):
     """{(index, start, end, label, level): confidence} from nlp.pipe over predict's parts,
     offsets mapped back to the texts; and the number of parts of each text."""
     parts, n_parts = [], []
@@ -87,7 +87,7 @@ def reference(nlp, texts, max_length=0):
         parts.extend((part, (index, prov["offset"])) for part, prov in mine)
         n_parts.append(len(mine))
     out = {}
-    for doc, (index, offset) in nlp.pipe(parts, as_tuples=True):
+    for doc, (index, offset) in nlp.pipe(parts, as_tuples=True, batch_size=batch_size):
         group = doc.spans["sc"]
         for span, level, conf in zip(group, levels(list(group)), group.attrs["scores"]):
             key = (index, offset + span.start_char, offset + span.end_char, span.label_, level)
@@ -242,6 +242,38 @@ def test_model_shipped_to_executors_as_an_archive(spark, model_dir, tmp_path):
         got = {(r.note_id, r.start_char, r.end_char, r.label, r.nesting_level): r.confidence
                for r in rows}
         assert_same(got, want)
+
+
+def test_executors_run_the_transformer_at_the_precision_asked(spark, model_dir):
+    from spacy_crf_ner.spark import ModelError, annotate, prepare_model
+    from spacy_crf_ner.transformer.precision import set_precision
+
+    texts = [text for text, _ in make_nested_corpus(24, seed=17)]
+    df = spark.createDataFrame(list(enumerate(texts)), "note_id int, note_text string")
+    nlp = spacy.load(model_dir)
+    fp32, _ = reference(nlp, texts, batch_size=1)
+    set_precision(nlp, "int8")
+    # One note per batch on both sides: int8 scales each batch's activations on its own.
+    want, _ = reference(nlp, texts, batch_size=1)
+    rows = annotate(df, model_dir, precision="int8", batch_size=1).collect()
+    got = {(r.note_id, r.start_char, r.end_char, r.label, r.nesting_level): r.confidence
+           for r in rows}
+    assert_same(got, want)
+    # ... and int8 really ran there: its confidences are not float32's
+    shared = set(fp32) & set(want)
+    assert shared and max(abs(fp32[k] - want[k]) for k in shared) > 1e-4
+
+    with pytest.raises(ModelError, match="precision must be one of"):
+        annotate(df, model_dir, precision="int4")
+
+    class GpuTasks:  # a session whose tasks are given GPUs: int8 cannot run there
+        class conf:
+            @staticmethod
+            def get(key, default=None):
+                return "1" if key == "spark.task.resource.gpu.amount" else default
+
+    with pytest.raises(ModelError, match="int8 runs on CPUs only"):
+        prepare_model(GpuTasks(), model_dir, precision="int8")
 
 
 def test_pyspark_is_not_imported_by_the_component_or_the_cli(model_dir):

@@ -238,7 +238,7 @@ def predict(
         return predict_spark(
             model, input_path, output_dir, fmt=fmt, batch_size=batch_size, n_process=n_process,
             gpu_id=gpu_id, span_key=span_key, max_length=max_length, split_regex=split_regex,
-            scores=scores, progress=progress, master=master,
+            scores=scores, progress=progress, master=master, precision=precision,
         )
     if engine != "pipe":
         fail(f"--engine must be pipe or spark; got {engine!r}")

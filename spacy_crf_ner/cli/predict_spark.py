@@ -72,6 +72,7 @@ def predict_spark(
     scores: bool,
     progress: bool,
     master: Optional[str],
+    precision: Optional[str] = None,
 ) -> None:
     try:
         from pyspark.sql import SparkSession
@@ -126,7 +127,7 @@ def predict_spark(
             notes = engine.annotate_notes(
                 df, model, text_col, id_col, span_keys=span_key, max_length=max_length,
                 split_regex=split_regex, batch_size=batch_size, brat=fmt == "brat",
-                brat_scores=scores)
+                brat_scores=scores, precision=precision)
         except ValueError as err:  # ModelError included: nothing has run yet
             fail(str(err))
         paths = {name: str(output_dir / f"{name}.parquet")

@@ -52,8 +52,21 @@ def _is_local(spark) -> bool:
     return master.startswith("local")
 
 
+def _task_gpus(spark) -> bool:
+    """Whether this session's tasks are given GPUs."""
+    try:
+        amount = spark.conf.get("spark.task.resource.gpu.amount", None)
+    except Exception:
+        return False
+    try:
+        return amount is not None and float(amount) > 0
+    except ValueError:
+        return False
+
+
 def prepare_model(spark, model: Union[str, Path], *, ship: Optional[bool] = None,
-                  code: StrOrPaths = (), check_load: bool = True) -> ModelSpec:
+                  code: StrOrPaths = (), check_load: bool = True,
+                  precision: Optional[str] = None) -> ModelSpec:
     """Check ``model`` on the driver and make it reachable from the executors.
 
     Raises :class:`ModelError` (before any job) when it is not a pipeline folder, an archive
@@ -61,9 +74,18 @@ def prepare_model(spark, model: Union[str, Path], *, ship: Optional[bool] = None
     here. ``ship``: send a folder to the executors with ``addArchive`` (default: only when
     the master is not ``local``); archives are always shipped. ``code``: Python files that
     register custom components, imported before loading, shipped with ``addFile``.
+    ``precision``: run the transformer at ``int8`` (CPU executors), ``bf16`` or ``fp16``
+    (GPU executors) instead of the pipeline's own precision (``set_precision``).
     """
     from spacy.util import is_package
 
+    from ..transformer.precision import PRECISIONS
+
+    if precision is not None and precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "int8" and _task_gpus(spark):
+        raise ModelError("precision int8 runs on CPUs only, and this session gives tasks GPUs "
+                         "(spark.task.resource.gpu.amount); use bf16 or fp16 on GPUs")
     code_files = [Path(p) for p in _as_tuple(code)]
     for path in code_files:
         if not path.is_file():
@@ -95,7 +117,9 @@ def prepare_model(spark, model: Union[str, Path], *, ship: Optional[bool] = None
                          "pipeline package of that name")
     if check_load:
         _model.import_code(code_files)
-        _model.load_pipeline(local if local is not None else name, name)
+        # int8 is checked here (a CPU); bf16/fp16 copies are made here too, on the CPU, which
+        # checks that the pipeline has a transformer that takes a precision.
+        _model.load_pipeline(local if local is not None else name, name, precision)
     shipped_code = []
     try:
         # Only shipping needs a SparkContext (Spark Connect sessions have none).
@@ -113,7 +137,7 @@ def prepare_model(spark, model: Union[str, Path], *, ship: Optional[bool] = None
     except Exception as err:  # e.g. a different file of the same name was added before
         raise ModelError(f"cannot ship model {name} to the executors: "
                          f"{type(err).__name__}: {err}") from err
-    return ModelSpec(kind, location, name, tuple(shipped_code))
+    return ModelSpec(kind, location, name, tuple(shipped_code), precision)
 
 
 def _check_options(df, text_col: str, id_col: str, keep_cols: tuple, max_length: int,
@@ -156,6 +180,7 @@ def annotate_notes(
     ship: Optional[bool] = None,
     code: StrOrPaths = (),
     check_load: bool = True,
+    precision: Optional[str] = None,
     brat: bool = False,
     brat_scores: bool = True,
     diagnostics: bool = False,
@@ -176,7 +201,7 @@ def annotate_notes(
     ``predict`` does (0: no split); offsets always refer to the original text.
     ``partitions``: repartition the input to that many partitions (default: at least
     ``defaultParallelism``, so every core gets work). See :func:`prepare_model` for
-    ``model``, ``ship``, ``code`` and ``check_load``.
+    ``model``, ``ship``, ``code``, ``check_load`` and ``precision``.
     """
     keep = _as_tuple(keep_cols)
     keys = _as_tuple(span_keys)
@@ -186,7 +211,8 @@ def annotate_notes(
     if partitions is not None and partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
     spark = df.sparkSession
-    spec = prepare_model(spark, model, ship=ship, code=code, check_load=check_load)
+    spec = prepare_model(spark, model, ship=ship, code=code, check_load=check_load,
+                         precision=precision)
     options = Options(id_col=id_col, text_col=text_col, keep_cols=keep, span_keys=keys,
                       max_length=max_length, split_regex=split_regex or None,
                       batch_size=batch_size, brat=brat, brat_scores=brat_scores,

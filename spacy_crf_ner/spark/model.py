@@ -34,16 +34,19 @@ class ModelSpec:
     """How executors find the pipeline. ``kind``: ``"path"`` (a folder every executor sees),
     ``"package"`` (an installed package name) or ``"archive"`` (a file name registered with
     ``addArchive``, unpacked by Spark into a folder of that name). ``code``: names of Python
-    files registered with ``addFile``, imported before loading (custom components)."""
+    files registered with ``addFile``, imported before loading (custom components).
+    ``precision``: the transformer's precision after loading (``set_precision``; None keeps
+    the pipeline's own)."""
 
     kind: str
     location: str
     description: str
     code: Tuple[str, ...] = ()
+    precision: Optional[str] = None
 
     @property
-    def key(self) -> Tuple[str, str, Tuple[str, ...]]:
-        return (self.kind, self.location, self.code)
+    def key(self) -> Tuple[str, str, Tuple[str, ...], Optional[str]]:
+        return (self.kind, self.location, self.code, self.precision)
 
 
 def is_archive(path: Path) -> bool:
@@ -118,14 +121,23 @@ def import_code(paths: Sequence[Path]) -> None:
         import_file(f"spacy_crf_ner_code_{Path(path).stem}", str(path))
 
 
-def load_pipeline(source, what: str):
-    """``spacy.load`` with errors turned into :class:`ModelError`."""
+def load_pipeline(source, what: str, precision: Optional[str] = None):
+    """``spacy.load`` (then ``set_precision`` when ``precision`` is given) with errors turned
+    into :class:`ModelError`."""
     import spacy
 
     try:
-        return spacy.load(source)
+        nlp = spacy.load(source)
     except Exception as err:
         raise ModelError(f"cannot load model {what}: {type(err).__name__}: {err}") from err
+    if precision is not None:
+        from ..transformer.precision import set_precision
+
+        try:
+            set_precision(nlp, precision)
+        except ValueError as err:
+            raise ModelError(f"model {what} cannot run at precision {precision}: {err}") from err
+    return nlp
 
 
 def local_source(spec: ModelSpec):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..data.split import DEFAULT_SPLIT_REGEX
-from .model import ModelSpec, code_paths, import_code, load_pipeline, local_source
+from .model import ModelError, ModelSpec, code_paths, import_code, load_pipeline, local_source
 
 # Result columns after the id and the kept columns: (name, type). Types: "int", "double",
 # "string", ["string"] (an array), or a tuple of fields (a struct) inside a list.
@@ -146,7 +146,10 @@ def get_pipeline(spec: ModelSpec) -> Loaded:
     paths = [p for p in code_paths(spec) if str(p) not in _IMPORTED_CODE]
     import_code(paths)
     _IMPORTED_CODE.update(str(p) for p in paths)
-    nlp = load_pipeline(local_source(spec), spec.description)
+    if spec.precision == "int8" and gpu is not None:
+        raise ModelError(f"model {spec.description}: precision int8 runs on CPUs only, and "
+                         f"this task was given GPU {gpu}; use bf16 or fp16 on GPUs")
+    nlp = load_pipeline(local_source(spec), spec.description, spec.precision)
     loaded = Loaded(nlp, time.perf_counter() - start, cpus,
                     "cpu" if gpu is None else f"gpu:{gpu}", time.process_time())
     _PIPELINES[key] = loaded

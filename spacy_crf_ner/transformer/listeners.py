@@ -45,6 +45,7 @@ def build_windowed_tok2vec_transformer(
     grad_scaler_config: dict = {},
     max_forward_pieces: int = 4096,
     precision: str = "fp32",
+    fast_cpu_dropout: bool = True,
 ) -> Model[List[Doc], List[Floats2d]]:
     """``spacy_crf_ner.WindowedTransformerModel.v1`` used directly as a token-to-vector layer
     of one component (no ``transformer`` component, no listener), as
@@ -63,7 +64,7 @@ def build_windowed_tok2vec_transformer(
         name, window=window, stride=stride, tokenizer_config=tokenizer_config,
         transformer_config=transformer_config, mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config, max_forward_pieces=max_forward_pieces,
-        precision=precision,
+        precision=precision, fast_cpu_dropout=fast_cpu_dropout,
     )
     return chain(chain(transformer, split_trf_batch()), trfs2arrays(pooling, grad_factor))
 

@@ -6,6 +6,7 @@ the builder ``windowed_model.build_windowed_transformer_model`` imports it, when
 uses the architecture. Pickle finds the class here by its plain module path.
 """
 import copy
+from contextlib import nullcontext
 from functools import partial
 from typing import Any, Callable, List, Optional, Tuple, cast
 
@@ -19,6 +20,7 @@ from thinc.api import Model, torch2xp
 from thinc.types import Floats2d, Ints1d, Ints2d, Ragged
 
 from ..internals import load_hf_shim_bytes, set_forward, shim_module, swapped_shim_module
+from .fast_dropout import cpu_dropout
 from .listeners import listener_replacement_config
 from .precision import InferenceCopies, check_precision
 from .windowed_model import EncodedWindows, WindowEncoder
@@ -34,6 +36,8 @@ def windowed_forward(
     The windows go through the model in groups of equal length (``forward_chunks``), each
     padded to its own longest window only; the outputs are put back in window order, padded
     to the batch's longest window, which is what the alignment and the listeners read.
+    In training, dropout on the CPU draws its masks with ``fast_dropout`` (unless the model
+    was built with ``fast_cpu_dropout = false``).
     """
     docs = list(docs)
     # spacy-transformers' optional cache flushing (attrs["flush_cache_chance"], default 0).
@@ -52,11 +56,12 @@ def windowed_forward(
     )
     chunks = forward_chunks(windows.lengths, model.max_forward_pieces)
     transformer = model.transformer_for(is_train)
-    if len(chunks) == 1 and max(windows.lengths) == windows.input_ids.shape[1]:
-        model_output, backprop_tensors = transformer(wordpieces, is_train)
-    else:
-        model_output, backprop_tensors = _chunked_forward(transformer, wordpieces, chunks,
-                                                          is_train)
+    with cpu_dropout() if is_train and model.fast_cpu_dropout else nullcontext():
+        if len(chunks) == 1 and max(windows.lengths) == windows.input_ids.shape[1]:
+            model_output, backprop_tensors = transformer(wordpieces, is_train)
+        else:
+            model_output, backprop_tensors = _chunked_forward(transformer, wordpieces,
+                                                              chunks, is_train)
     output = WindowedTransformerBatch(
         spans=_as_spans(docs, windows.ranges),
         wordpieces=wordpieces,
@@ -206,7 +211,7 @@ class WindowedTransformerModel(TransformerModel):
     def __init__(self, name: str, window: int, stride: int, tokenizer_config: dict = {},
                  transformer_config: dict = {}, mixed_precision: bool = False,
                  grad_scaler_config: dict = {}, max_forward_pieces: int = 4096,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", fast_cpu_dropout: bool = True):
         super().__init__(name, None, tokenizer_config, transformer_config,  # type: ignore[arg-type]
                          mixed_precision, grad_scaler_config)  # get_spans is set below
         check_precision(precision)
@@ -216,6 +221,7 @@ class WindowedTransformerModel(TransformerModel):
         # two must follow the config the pipeline is loaded with.
         self.max_forward_pieces = max_forward_pieces
         self.precision = precision
+        self.fast_cpu_dropout = fast_cpu_dropout
         self._inference_copies = InferenceCopies()
         for shim in self.layers[0].shims:  # same shim, lighter loading
             if type(shim) is HFShim:
@@ -261,7 +267,7 @@ class WindowedTransformerModel(TransformerModel):
         """Like ``TransformerModel.copy``, keeping this class (and so this forward)."""
         copied = type(self)(self.attrs["name"], self.attrs["window"], self.attrs["stride"],
                             max_forward_pieces=self.max_forward_pieces,
-                            precision=self.precision)
+                            precision=self.precision, fast_cpu_dropout=self.fast_cpu_dropout)
         copied.layers[0] = copy.deepcopy(self.layers[0])
         for n in self.grad_names:
             copied.set_grad(n, self.get_grad(n).copy())
