@@ -29,12 +29,13 @@ def is_cpu_float32(array: Any) -> bool:
             and array.flags.c_contiguous and array.flags.writeable)
 
 
-def adam_update(adamw: Callable, weights: numpy.ndarray, gradient: numpy.ndarray,
-                mom1: numpy.ndarray, mom2: numpy.ndarray, *, step: int, learn_rate: float,
+def adam_update(adamw: Callable, weights: Any, gradient: Any, mom1: Any, mom2: Any, *,
+                step: int, learn_rate: float,
                 beta1: float, beta2: float, eps: float, weight_decay: float) -> None:
     """Update ``weights``, ``mom1`` and ``mom2`` in place as Thinc's Adam would at ``step``
-    (1 for the first update); ``adamw`` is torch's functional AdamW. The gradient is read
-    (not zeroed) and must already be clipped."""
+    (1 for the first update); ``adamw`` is torch's functional AdamW. All four arrays are
+    float32 NumPy arrays of the same size (``is_cpu_float32``), ``mom1`` and ``mom2`` 1-D.
+    The gradient is read (not zeroed) and must already be clipped."""
     import torch
 
     flat = weights.reshape(-1)

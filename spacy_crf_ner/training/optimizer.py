@@ -41,13 +41,14 @@ import re
 import sys
 from collections import OrderedDict
 from functools import partial
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, cast
 
 import numpy
 
 from spacy.language import Language
 from spacy.util import registry
 from thinc.api import Model, Optimizer
+from thinc.types import Floats1d
 
 from ..internals import pipeline_optimizer, shim_module, torch_fused_adamw
 from .fused_adam import adam_update, is_cpu_float32
@@ -311,7 +312,7 @@ class GroupedOptimizer(Optimizer):
                 gradient *= self.grad_clip / norm
         for moments in (self.mom1, self.mom2):  # Thinc's layout: 1-D, one per parameter
             if key not in moments:
-                moments[key] = numpy.zeros(weights.size, dtype="float32")
+                moments[key] = cast(Floats1d, numpy.zeros(weights.size, dtype="float32"))
         adam_update(self.fused_adamw, weights, gradient, self.mom1[key], self.mom2[key],
                     step=self.nr_update[key], learn_rate=self.learn_rate * lr_scale,
                     beta1=self.b1, beta2=self.b2, eps=self.eps, weight_decay=self.L2)
