@@ -1,5 +1,6 @@
 """Checksums of saved pipelines (issue 19, item 8): written by ``nlp.to_disk``, kept by
 ``spacy package``, verified by ``spacy.load`` before any component reads its weights."""
+import json
 import shutil
 import subprocess
 import sys
@@ -10,11 +11,15 @@ import spacy
 from pipelines import tiny_transformer_nlp
 from spacy_crf_ner.integrity import (
     MANIFEST_NAME,
+    REQUIRE_ENV,
     SKIP_ENV,
+    MissingChecksumsWarning,
     PipelineIntegrityError,
+    check_before_load,
     file_sha256,
     read_manifest,
 )
+from cli_runner import invoke
 from synthetic import make_examples
 
 TEXT = "Patient with asthma was given aspirin ."
@@ -128,3 +133,55 @@ def test_spacy_package_keeps_the_checks(saved, tmp_path):
     flip_byte(data / "transformer" / "model")
     with pytest.raises(PipelineIntegrityError, match="transformer/model"):
         spacy.load(data)
+
+
+# Issue 28, item 5: a missing, empty or folder checksum file; a damaged config or meta ---
+def predict_one(model, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "text": TEXT}) + "\n")
+    return invoke("predict", model, src, tmp_path / "out", "--no-progress")
+
+
+def test_missing_checksums_warn_or_fail_when_required(saved, tmp_path, monkeypatch):
+    path = copy_of(saved, tmp_path)
+    (path / MANIFEST_NAME).unlink()
+    with pytest.warns(MissingChecksumsWarning, match=str(path)):
+        spacy.load(path)
+    monkeypatch.setenv(REQUIRE_ENV, "1")
+    with pytest.raises(PipelineIntegrityError, match=f"no {MANIFEST_NAME}"):
+        spacy.load(path)
+
+
+@pytest.mark.parametrize("damage", ["empty", "folder"])
+def test_empty_or_folder_checksums_fail(saved, tmp_path, damage):
+    path = copy_of(saved, tmp_path)
+    manifest = path / MANIFEST_NAME
+    manifest.unlink()
+    if damage == "empty":
+        manifest.write_bytes(b"")
+    else:
+        manifest.mkdir()
+    with pytest.raises(PipelineIntegrityError, match=MANIFEST_NAME):
+        spacy.load(path)
+    result = predict_one(path, tmp_path)
+    assert result.exit_code == 1 and MANIFEST_NAME in result.output
+
+
+def test_missing_checksums_is_a_cli_warning(saved, tmp_path):
+    path = copy_of(saved, tmp_path)
+    (path / MANIFEST_NAME).unlink()
+    result = predict_one(path, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert f"has no {MANIFEST_NAME}" in result.output and str(path) in result.output
+
+
+@pytest.mark.parametrize("name, content", [
+    ("config.cfg", "[nlp\nlang = en\n"), ("meta.json", '{"lang": "en",'),
+])
+def test_damaged_config_or_meta_is_named(saved, tmp_path, name, content):
+    path = copy_of(saved, tmp_path)
+    (path / name).write_text(content)
+    with pytest.raises(PipelineIntegrityError, match=name):
+        check_before_load(path)
+    result = predict_one(path, tmp_path)
+    assert result.exit_code == 1 and f"{name} " in result.output

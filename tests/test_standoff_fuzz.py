@@ -1,17 +1,21 @@
 """Property-based fuzzing of ``convert`` and ``predict`` (issue 19).
 
-Hypothesis builds small BRAT folders with random texts (accents, emoji, CR/LF/CRLF), T lines
-with random offsets (out of range, reversed, discontinuous, overlapping, duplicated ids,
-indented), random line ends and encodings (UTF-8 with or without BOM, UTF-16, Latin-1),
-missing halves of pairs, and JSONL inputs with lone surrogates. Whatever the input:
+Hypothesis builds small BRAT folders with random texts (accents, emoji, CR/LF/CRLF, NUL),
+T lines with random offsets (out of range, reversed, discontinuous, overlapping, duplicated
+ids, indented, thousands of digits), random line ends and encodings (UTF-8 with or without
+BOM, UTF-16, UTF-16 cut one byte short, Latin-1), file names that are not UTF-8, missing
+halves of pairs, and JSONL inputs with lone surrogates, long Unicode ids and lines nested
+too deeply (issues 19 and 28). Whatever the input:
 
 * ``convert`` exits 0 and its report adds up: every T line written is read, and
   ``T lines + extra fragments = kept + dropped``;
 * every kept span's text is the slice of its ``.txt`` at the span's source offsets;
-* ``predict`` never raises: it exits 0 (or 1 with a message when nothing is readable) and
-  every .ann it writes has offsets inside its .txt with the matching text column.
+* ``predict`` never raises: it exits 0 (or 1 with a message when nothing is readable),
+  every .ann it writes has offsets inside its .txt with the matching text column, and every
+  JSONL record is either written or a counted skip.
 """
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -26,7 +30,8 @@ from spacy_crf_ner.data.writer import one_line
 from cli_runner import invoke
 
 T_LINE = re.compile(r"^(T\d+)\t(\S+) (\d+ \d+(?:;\d+ \d+)*)\t(.*)$")
-TEXT_CHARS = st.sampled_from(list("ab cé\u00a0xyz.,-") + ["\n", "\r\n", "\r", "😀", "\t"])
+TEXT_CHARS = st.sampled_from(list("ab cé\u00a0xyz.,-") + ["\n", "\r\n", "\r", "😀", "\t", "\x00"])
+HUGE = "9" * 5000  # more digits than int() accepts
 FUZZ = settings(max_examples=15, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -53,10 +58,11 @@ def entity_lines(draw, text):
         fragments = []
         for _ in range(draw(st.sampled_from([1, 1, 1, 2]))):
             a = draw(st.integers(0, n + 2))
-            b = draw(st.integers(0, n + 3))
+            b = draw(st.one_of(st.integers(0, n + 3), st.just(HUGE)))
             fragments.append((a, b))
         offsets = ";".join(f"{a} {b}" for a, b in fragments)
-        column = " ".join(text[a:b] for a, b in fragments) if draw(st.booleans()) else "x"
+        column = " ".join(text[a:b] for a, b in fragments if b != HUGE) \
+            if draw(st.booleans()) else "x"
         indent = draw(st.sampled_from(["", "", "", " ", "\t"]))
         lines.append(f"{indent}{tid}\t{draw(st.sampled_from(['DRUG', 'DIS']))} {offsets}\t"
                      f"{one_line(column)}")
@@ -72,20 +78,33 @@ def documents(draw):
     lines, extra = draw(entity_lines(text))
     t_lines = sum(1 for line in lines + extra if line.lstrip(" \t").startswith("T"))
     end = draw(st.sampled_from(["\n", "\r\n", "\r"]))
-    ann = end.join(lines + extra) + (end if draw(st.booleans()) else "")
-    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "utf-16", "latin-1"]))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "utf-16", "latin-1",
+                                     "utf-16-cut"]))
+    # A cut UTF-16 file loses its last character: a line end, so that no T line is lost.
+    ann = end.join(lines + extra) + (end if draw(st.booleans()) or encoding == "utf-16-cut"
+                                     else "")
     halves = draw(st.sampled_from(["both", "both", "both", "txt", "ann"]))
     return text, ann, encoding, halves, t_lines
 
 
+def encode(ann: str, encoding: str) -> bytes:
+    if encoding == "utf-16-cut":  # a UTF-16 file one byte short
+        return ann.encode("utf-16")[:-1]
+    return ann.encode(encoding, errors="replace")
+
+
 def write_folder(folder: Path, docs):
-    written = {}  # name -> text, for the .txt files written as UTF-8
+    """Write the documents (every third name not valid UTF-8, as ``b"\\xff"``); returns
+    ``{source name as the converter records it: text}`` for the .txt files written."""
+    written = {}
     for i, (text, ann, encoding, halves, _) in enumerate(docs):
+        raw = f"d{i}".encode() + (b"\xff" if i % 3 == 2 else b"")
+        stem = os.fsdecode(raw)
         if halves in ("both", "txt"):
-            (folder / f"d{i}.txt").write_bytes(text.encode("utf-8"))
-            written[f"d{i}.txt"] = text
+            (folder / f"{stem}.txt").write_bytes(text.encode("utf-8"))
+            written[raw.decode("utf-8", "backslashreplace") + ".txt"] = text
         if halves in ("both", "ann"):
-            (folder / f"d{i}.ann").write_bytes(ann.encode(encoding, errors="replace"))
+            (folder / f"{stem}.ann").write_bytes(encode(ann, encoding))
     return written
 
 
@@ -117,8 +136,10 @@ def test_convert_counts_every_t_line_and_keeps_exact_spans(docs, max_length):
 
 @FUZZ
 @given(docs=st.lists(documents(), min_size=1, max_size=3),
-       records=st.lists(st.one_of(st.text(max_size=20), st.sampled_from(["\ud800x", "a\udfff"]),
-                                  st.integers(), st.none()), max_size=4),
+       records=st.lists(st.tuples(
+           st.one_of(st.integers(), st.just("é" * 128), st.text(max_size=130)),
+           st.one_of(st.text(max_size=20), st.sampled_from(["\ud800x", "a\udfff"]),
+                     st.integers(), st.none())), max_size=4),
        max_length=st.sampled_from([0, 3]))
 def test_predict_never_raises_and_writes_exact_offsets(docs, records, max_length):
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,8 +147,9 @@ def test_predict_never_raises_and_writes_exact_offsets(docs, records, max_length
         folder.mkdir()
         write_folder(folder, docs)
         jsonl = Path(tmp) / "in.jsonl"
-        jsonl.write_text("".join(json.dumps({"id": i, "text": r}) + "\n"
-                                 for i, r in enumerate(records)) + "not json\n")
+        lines = [json.dumps({"id": i, "text": r}) for i, r in records]
+        lines += ["not json", "[" * 50000 + "]" * 50000]  # invalid, and nested too deeply
+        jsonl.write_text("".join(line + "\n" for line in lines))
         for source, fmt in ((folder, "txt"), (jsonl, "jsonl")):
             out = Path(tmp) / f"out_{fmt}"
             result = invoke("predict", _MODEL, source, out, "--format", fmt,
@@ -138,6 +160,9 @@ def test_predict_never_raises_and_writes_exact_offsets(docs, records, max_length
             if result.exit_code == 1:
                 assert "✘ " in result.output
                 continue
+            if fmt == "jsonl":  # every record predicted (one .ann each) or a counted skip
+                skipped = int(re.search(r"Skipped inputs: (\d+)", result.output).group(1))
+                assert len(list(out.glob("*.ann"))) + skipped == len(lines), result.output
             for ann in out.rglob("*.ann"):
                 text = ann.with_suffix(".txt").read_bytes().decode("utf-8")
                 # Lines end with \n only (str.splitlines would also cut at \x0c, \x1c, ...).

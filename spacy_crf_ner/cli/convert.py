@@ -6,7 +6,7 @@ problem with a non-zero exit code.
 """
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import typer
 from wasabi import msg
@@ -83,8 +83,9 @@ def convert(
         )
     except ValueError as err:
         fail(str(err))
-    files = find_standoff_files(in_dir)
-    if not files:
+    problems: List[Tuple[str, str]] = []
+    files = find_standoff_files(in_dir, problems)
+    if not files and not problems:
         fail(f"no .txt or .ann files found under {in_dir}")
     try:
         nlp = spacy.load(model) if model else spacy.blank(lang)
@@ -95,6 +96,10 @@ def convert(
 
     report = ConversionReport()
     reader = StandoffReader(nlp, options, report)
+    try:
+        reader.skip_folders(problems)
+    except StandoffError as err:
+        fail(f"{err} (--strict)")
     doc_bin = DocBin(store_user_data=True)
     started = time.perf_counter()
     bar = tqdm(files, desc="convert", unit="file", file=sys.stderr, disable=not progress)

@@ -24,6 +24,7 @@ import typer
 from wasabi import msg
 
 from ..data.meta import PROVENANCE_KEY
+from ..data.reader import printable_name
 from . import app
 from .util import (
     allow_length, check_batching, check_precision, check_split_regex, fail, load_model,
@@ -53,7 +54,7 @@ class Skips:
 
     def add(self, reason: str, message: str) -> None:
         self.reasons[reason] += 1
-        self.messages.append(message)
+        self.messages.append(printable_name(message))
 
     @property
     def total(self) -> int:
@@ -83,12 +84,15 @@ def folder_inputs(path: Path, skips: Skips) -> Tuple[int, Iterator[TextInput]]:
     from ..data import find_standoff_files
     from ..data.reader import read_file_bytes
 
-    entries = find_standoff_files(path)
+    problems: List[Tuple[str, str]] = []
+    entries = find_standoff_files(path, problems)
     collisions = [(e, extra) for e in entries for extra in e.extra
                   if extra.suffix.lower() == ".txt"]
     texts = [(e, e.txt) for e in entries if e.txt is not None]
 
     def generate() -> Iterator[TextInput]:
+        for rel, why in problems:
+            skips.add("unreadable_folder", f"{printable_name(rel)}/: {why}; its files skipped")
         for entry, extra in collisions:
             paired = entry.txt.name if entry.txt is not None else "?"
             skips.add("case_collision", f"{entry.stem + extra.suffix}: name differs from "
@@ -107,15 +111,22 @@ def folder_inputs(path: Path, skips: Skips) -> Tuple[int, Iterator[TextInput]]:
                 continue
             yield TextInput(entry.source, text, txt)
 
-    return len(texts) + len(collisions), generate()
+    return len(texts) + len(collisions) + len(problems), generate()
 
 
 _UNSAFE = re.compile(r"[^\w.\-]+")
+# File names are limited in bytes (255 on most systems); room is left for "__N" and ".ann".
+MAX_NAME_BYTES = 200
 
 
 def _safe_name(value: object) -> str:
+    """A file name from a JSONL id: unsafe characters replaced, at most MAX_NAME_BYTES bytes
+    of UTF-8 (cut between characters)."""
     name = _UNSAFE.sub("_", str(value)).lstrip(".")
-    return name[:200]
+    encoded = name.encode("utf-8", "replace")
+    if len(encoded) > MAX_NAME_BYTES:
+        name = encoded[:MAX_NAME_BYTES].decode("utf-8", "ignore")
+    return name
 
 
 def jsonl_inputs(path: Path, skips: Skips) -> Tuple[int, Iterator[TextInput]]:
@@ -139,6 +150,9 @@ def jsonl_inputs(path: Path, skips: Skips) -> Tuple[int, Iterator[TextInput]]:
                     continue
                 except ValueError as err:
                     skips.add("bad_json", f"{where}: invalid JSON ({err}); skipped")
+                    continue
+                except RecursionError:
+                    skips.add("bad_json", f"{where}: JSON nested too deeply to read; skipped")
                     continue
                 if not isinstance(record, dict):
                     skips.add("not_an_object", f"{where}: not a JSON object; skipped")
@@ -179,7 +193,9 @@ def prepare_output(input_path: Path, output_dir: Path, fmt: str, writes_ann: boo
     file; the input folder itself when ``.ann`` files would be written over the input's);
     else create the output folder."""
     if fmt == "jsonl" and not input_path.is_file():
-        fail(f"--format jsonl needs a file; {input_path} is a folder")
+        what = "a folder" if input_path.is_dir() else "not a regular file (a FIFO, socket or " \
+            "device: it is read twice, so save it to a file first)"
+        fail(f"--format jsonl needs a file; {input_path} is {what}")
     if fmt in ("brat", "txt") and input_path.is_file() and input_path.suffix.lower() != ".txt":
         fail(f"--format {fmt} needs a folder or a .txt file; got {input_path}")
     if output_dir.exists() and not output_dir.is_dir():
@@ -307,9 +323,16 @@ def predict(
                                     write_text=item.copy_from is None, write_scores=scores)
             if item.copy_from is not None:
                 shutil.copyfile(item.copy_from, output_dir / source)
-        except OSError as err:
-            bar.close()
-            fail(f"cannot write to {output_dir}: {err}")
+        except OSError as err:  # this record's name or text; the others may still be written
+            for half in (".txt", ".ann"):  # no half-written pair left behind
+                try:
+                    (output_dir / source).with_suffix(half).unlink(missing_ok=True)
+                except OSError:
+                    pass
+            skips.add("cannot_write", f"{source}: cannot write its files "
+                                      f"({err.strerror or err}); skipped")
+            bar.update(1)
+            return
         for doc in docs:
             n_words += len(doc)
             spans = get_spans(doc, span_key)

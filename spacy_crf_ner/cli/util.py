@@ -106,10 +106,24 @@ def load_model(model: str, precision: Optional[str] = None):
         fail(f"model {model} not found: no such folder, and no installed pipeline of that name")
     if path.exists() and not path.is_dir():
         fail(f"model {model} is a file; expected a pipeline folder (nlp.to_disk)")
+    import warnings
+
+    from ..integrity import MissingChecksumsWarning, check_before_load
+
     try:
-        nlp = spacy.load(path if path.exists() else model)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MissingChecksumsWarning)
+            if path.exists():
+                check_before_load(path)
+            nlp = spacy.load(path if path.exists() else model)
     except Exception as err:
         fail(f"cannot load model {model}: {type(err).__name__}: {err}")
+    for warning in caught:  # as a message of the command, not a Python warning line
+        if issubclass(warning.category, MissingChecksumsWarning):
+            msg.warn(str(warning.message))
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
     if precision is not None:
         from ..transformer.precision import set_precision
 

@@ -12,6 +12,8 @@ from typing import List, Optional, Tuple, Union
 from .report import StandoffIssue
 
 _INT = re.compile(r"[0-9]+")
+# Longer offsets cannot address any text (and Python refuses int() of > 4,300 digits).
+MAX_OFFSET_DIGITS = 18
 # Line ends as BRAT tools read them: LF, CRLF or a lone CR (other Unicode separators are text).
 _LINE_END = re.compile(r"\r\n|\r|\n")
 OTHER_TYPES = ("N", "R", "E", "*")
@@ -83,9 +85,13 @@ def _parse_offsets(spec: str) -> Tuple[Optional[List[Tuple[int, int]]], str]:
     for frag in spec.split(";"):
         bits = frag.split()
         if len(bits) != 2:
-            return None, f"fragment {frag.strip()!r} is not 'start end'"
+            return None, f"fragment {frag.strip()[:60]!r} is not 'start end'"
         if not (_INT.fullmatch(bits[0]) and _INT.fullmatch(bits[1])):
-            return None, f"offsets {frag.strip()!r} are not non-negative integers"
+            return None, f"offsets {frag.strip()[:60]!r} are not non-negative integers"
+        longest = max(bits, key=len)
+        if len(longest) > MAX_OFFSET_DIGITS:
+            return None, (f"offset of {len(longest)} digits ({longest[:12]}...): more than "
+                          f"{MAX_OFFSET_DIGITS}, past any text")
         start, end = int(bits[0]), int(bits[1])
         if end < start:
             return None, f"end {end} is before start {start}"

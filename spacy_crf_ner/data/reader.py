@@ -108,21 +108,67 @@ def _pairing_order(file: Path) -> Tuple[bool, str]:
     return (file.suffix != file.suffix.lower(), file.name)
 
 
-def find_standoff_files(path: Union[str, Path]) -> List[StandoffFile]:
+def walk_files(
+    root: Path, problems: Optional[List[Tuple[str, str]]] = None
+) -> List[Path]:
+    """Every file under ``root``, hidden files and folders skipped, without recursion.
+
+    A loop over a stack of folders, so that any depth of nesting works (``os.walk``
+    recurses: ~1,000 levels raise ``RecursionError``). As with ``os.walk``, symbolic links
+    to folders are not followed (no cycles) and broken links are files. A folder that
+    cannot be listed (permissions, a path too long for the system) is appended to
+    ``problems`` as ``(relative path, why)`` rather than ignored.
+    """
+    found: List[Path] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as err:
+            if problems is not None:
+                rel = folder.relative_to(root).as_posix()
+                problems.append((rel, f"cannot list this folder ({err.strerror or err})"))
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = folder / entry.name
+            try:
+                is_dir = entry.is_dir()
+                is_link = entry.is_symlink()
+            except OSError:
+                is_dir = is_link = False
+            if is_dir:
+                if not is_link:
+                    subfolders.append(path)
+            else:
+                found.append(path)
+        stack.extend(reversed(subfolders))
+    return found
+
+
+def find_standoff_files(
+    path: Union[str, Path], problems: Optional[List[Tuple[str, str]]] = None
+) -> List[StandoffFile]:
     """Walk ``path`` recursively (hidden files and folders skipped) and pair .txt with .ann.
 
-    ``path`` may also be a single ``.txt`` or ``.ann`` file. Sorted by relative path. When
+    ``path`` may also be a single ``.txt`` or ``.ann`` file: its other half beside it (same
+    name, ``.ann`` or ``.txt`` in any case) is paired with it. Sorted by relative path. When
     several files differ only by the case of their suffix (``doc.txt``, ``doc.TXT``), the one
     with a lower-case suffix (else the first by name) is paired; the others go to ``extra``.
+    Folders that cannot be listed go to ``problems`` (see :func:`walk_files`).
     """
     root = Path(path)
-    if root.is_file():
-        base, files = root.parent, [root]
+    if root.is_file() or (root.exists() and not root.is_dir()):
+        base = root.parent
+        files = [root] + [
+            root.with_name(root.stem + suffix) for suffix in _sibling_suffixes(root)
+        ]
     else:
-        base, files = root, []
-        for folder, dirs, names in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            files.extend(Path(folder) / name for name in names if not name.startswith("."))
+        base, files = root, walk_files(root, problems)
     pairs: Dict[str, StandoffFile] = {}
     for file in sorted(files, key=_pairing_order):
         suffix = file.suffix.lower()
@@ -136,6 +182,23 @@ def find_standoff_files(path: Union[str, Path]) -> List[StandoffFile]:
         else:
             entry.extra.append(file)
     return [pairs[k] for k in sorted(pairs)]
+
+
+def _sibling_suffixes(file: Path) -> List[str]:
+    """Suffixes of the files beside ``file`` that pair with it (``a.txt``: ``.ann``,
+    ``.ANN``...), as found in its folder."""
+    other = {".txt": ".ann", ".ann": ".txt"}.get(file.suffix.lower())
+    if other is None:
+        return []
+    try:
+        names = os.listdir(file.parent if str(file.parent) else ".")
+    except OSError:
+        return []
+    return sorted(
+        name[len(file.stem):] for name in names
+        if name != file.name and name[: len(file.stem)] == file.stem
+        and name[len(file.stem):].lower() == other
+    )
 
 
 def read_file_bytes(path: Path) -> Tuple[Optional[bytes], str]:
@@ -172,6 +235,79 @@ def bom_encoding(data: bytes) -> Optional[str]:
         if data.startswith(bom):
             return encoding
     return None
+
+
+def looks_like_utf16(data: bytes) -> bool:
+    """True when ``data`` reads as UTF-16 without a byte order mark: NUL on (nearly) every
+    byte of one parity and (nearly) no other. Text that merely contains NUL characters, as
+    the writer may write them, has NULs at both parities or few of them."""
+    if len(data) < 4:
+        return False
+    halves = (data[0::2], data[1::2])
+    nul = [half.count(0) / len(half) for half in halves]
+    return any(nul[k] >= 0.9 and nul[1 - k] <= 0.1 for k in (0, 1))
+
+
+@dataclass
+class Decoded:
+    """What :func:`decode_bytes` made of a file: ``text`` (None: unusable), the problem to
+    report (also for a usable ``text`` that lost a truncated tail), its line, whether a byte
+    order mark chose the encoding, and ``fallback``: the bytes decoded leniently, so that
+    the T lines of an unusable ``.ann`` can still be counted."""
+
+    text: Optional[str]
+    problem: str = ""
+    line: Optional[int] = None
+    bom: bool = False
+    fallback: str = ""
+
+
+def decode_bytes(data: bytes, encoding: str = "utf-8") -> Decoded:
+    """Decode a file's bytes by what they say of themselves, never by guessing from one NUL.
+
+    1. A UTF-16/32 byte order mark decides. A file cut inside its last character keeps what
+       decodes before it (``problem`` says how many bytes were left out); damage elsewhere
+       makes it unusable.
+    2. Otherwise ``encoding`` (UTF-8 by default), NUL characters included.
+    3. Bytes that do not decode are unusable; when they look like UTF-16 without a mark
+       (:func:`looks_like_utf16`), the problem says so.
+    """
+    bom = bom_encoding(data)
+    if bom is not None:
+        try:
+            return Decoded(data.decode(bom), bom=True)
+        except UnicodeDecodeError as err:
+            lenient = data.decode(bom, errors="replace")
+            if err.end >= len(data):  # only the tail is incomplete: a truncated file
+                text = data[: err.start].decode(bom)
+                left = len(data) - err.start
+                return Decoded(text, f"{bom} file cut short: its last {left} byte(s) do not "
+                                     "form a character and were left out", bom=True,
+                               line=text.count("\n") + 1)
+            return Decoded(None, f"starts with a {bom} byte order mark but is not valid "
+                                 f"{bom} ({err.reason} at byte {err.start})", bom=True,
+                           fallback=lenient)
+    if looks_like_utf16(data):
+        return Decoded(None, "UTF-16 without a byte order mark (a NUL byte every other "
+                             "byte); save it as UTF-8",
+                       fallback=data.replace(b"\x00", b"").decode(encoding, "replace"))
+    try:
+        return Decoded(data.decode(encoding))
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        return Decoded(None, f"not valid {encoding} (byte {data[err.start]:#04x} at byte "
+                             f"offset {err.start})", line=line,
+                       fallback=data.decode(encoding, errors="replace"))
+
+
+def printable_name(name: str) -> str:
+    """``name`` as UTF-8 text: bytes of a file name that are not UTF-8 (which Python keeps as
+    lone surrogates, and which a DocBin or a terminal cannot encode) written as ``\\xff``."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 # ---------------------------------------------------------------------------------------
@@ -256,40 +392,24 @@ class StandoffReader:
         """Decoded text, or ``(None, fallback)`` with what can still be read of it, so that
         the T lines of an unusable file are counted as dropped rather than lost.
 
-        A UTF-16/32 file with a byte order mark is decoded as such (counted in
-        ``report.bom_decoded``); NUL bytes without one mean UTF-16/32 without a mark.
+        The encoding follows from the bytes (:func:`decode_bytes`): a byte order mark, else
+        UTF-8 (NUL characters included: the writer writes them when the text has them),
+        else UTF-16 without a mark when its NUL bytes say so. A UTF-16/32 file cut short
+        keeps what decodes, with a warning for the bytes left out.
         """
         data, why = read_file_bytes(path)
         if data is None:
             self.warn("unreadable_file", f"{why}; file skipped", source)
             return None, ""
-        encoding = bom_encoding(data)
-        if encoding is not None:
-            try:
-                text = data.decode(encoding)
-            except UnicodeDecodeError as err:
-                self.warn("decode_error", f"starts with a {encoding} byte order mark but is "
-                          f"not valid {encoding} ({err.reason}); file skipped", source)
-                return None, ""
+        decoded = decode_bytes(data, self.options.encoding)
+        if decoded.bom:
             self.report.bom_decoded += 1
-            return text, ""
-        if source.lower().endswith(".ann") and b"\x00" in data:
-            line = data[: data.index(b"\x00")].count(b"\n") + 1
-            self.warn("decode_error", "contains NUL bytes (UTF-16/32 without a byte order "
-                      "mark?); file skipped", source, line)
-            return None, data.replace(b"\x00", b"").decode(self.options.encoding, "replace")
-        try:
-            return data.decode(self.options.encoding), ""
-        except UnicodeDecodeError as err:
-            line = data[: err.start].count(b"\n") + 1
-            self.warn(
-                "decode_error",
-                f"not valid {self.options.encoding} (byte {data[err.start]:#04x} at byte "
-                f"offset {err.start}); file skipped",
-                source,
-                line,
-            )
-            return None, data.decode(self.options.encoding, errors="replace")
+        if decoded.text is not None:
+            if decoded.problem:
+                self.warn("decode_error", decoded.problem, source, decoded.line)
+            return decoded.text, ""
+        self.warn("decode_error", decoded.problem + "; file skipped", source, decoded.line)
+        return None, decoded.fallback
 
     def _skip_extra(self, entry: StandoffFile) -> None:
         """Count the files that collide with the paired ones by the case of their suffix."""
@@ -310,9 +430,22 @@ class StandoffReader:
                 self._drop_all(parse_ann(ann_text if ann_text is not None else fallback),
                                "case_collision")
 
+    def skip_folders(self, problems: List[Tuple[str, str]]) -> None:
+        """Count the folders :func:`find_standoff_files` could not list (their files are
+        unknown, so only the folder is counted)."""
+        for rel, why in problems:
+            self.report.files_skipped["unreadable_folder"] += 1
+            self.warn("unreadable_folder", f"{why}; its files are skipped",
+                      printable_name(rel) + "/")
+
     def read_file(self, entry: StandoffFile) -> List[Doc]:
         """Convert one corpus entry (any of .txt/.ann possibly missing)."""
         rep = self.report
+        stem = printable_name(entry.stem)
+        if stem != entry.stem:
+            self.warn("name_not_utf8", f"file name is not valid UTF-8; recorded as {stem!r}",
+                      stem + ".txt")
+            entry = StandoffFile(stem, entry.txt, entry.ann, entry.extra)
         ann_name = entry.stem + ".ann"
         self._skip_extra(entry)
         if entry.txt is not None:
@@ -606,10 +739,12 @@ def iter_standoff(
     root = Path(path)
     if not root.exists():
         raise StandoffError(f"Input path does not exist: {root}")
-    files = find_standoff_files(root)
-    if not files:
+    problems: List[Tuple[str, str]] = []
+    files = find_standoff_files(root, problems)
+    if not files and not problems:
         raise StandoffError(f"No .txt or .ann files found under {root}")
     reader = StandoffReader(nlp, opts, report)
+    reader.skip_folders(problems)
     started = time.perf_counter()
     for entry in files:
         yield from reader.read_file(entry)

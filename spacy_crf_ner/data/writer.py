@@ -23,6 +23,23 @@ _NUMBERED = re.compile(r"^([A-Z#]+)(\d+)$")
 
 
 
+def make_folders(path: Path) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)`` without recursion (pathlib recurses once
+    per missing level, which fails for folders ~1,000 levels deep)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+
+
 def _offset(doc: Doc) -> int:
     """Where a part starts in its source text (0 for a Doc without provenance)."""
     prov = get_provenance(doc)
@@ -309,7 +326,7 @@ def write_standoff(
     * Docs without provenance are written as ``doc0001.txt``/``.ann`` ... in input order.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folders(out)
     report = WriteReport()
     groups: Dict[str, List[Doc]] = {}
     anonymous = 0
@@ -328,7 +345,7 @@ def write_standoff(
         stem = source[:-4] if has_suffix else source
         txt_suffix = source[-4:] if has_suffix else ".txt"  # keeps the input's "UPPER.TXT"
         target = out / stem
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(target.parent)
         ann = format_ann(parts, span_getter, text=text, write_scores=write_scores,
                          score_note_type=score_note_type, report=report, source=source)
         with open(target.with_name(target.name + ".ann"), "w", encoding=encoding,

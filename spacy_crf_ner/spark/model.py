@@ -126,7 +126,11 @@ def load_pipeline(source, what: str, precision: Optional[str] = None):
     into :class:`ModelError`."""
     import spacy
 
+    from ..integrity import check_before_load
+
     try:
+        if isinstance(source, (str, Path)) and Path(source).is_dir():
+            check_before_load(source)
         nlp = spacy.load(source)
     except Exception as err:
         raise ModelError(f"cannot load model {what}: {type(err).__name__}: {err}") from err
