@@ -45,6 +45,9 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; mar
 section.doc { border-top: 1px solid #ccc; padding-top: 0.5em; margin-top: 1em; }
 .pair { display: flex; gap: 2em; }
 .side { flex: 1 1 0; min-width: 0; }
+/* long documents and long unbroken words (URLs, codes) wrap inside their side: never a
+   horizontal scroll, whatever the window's width */
+.side .spans, ul.errors li { overflow-wrap: anywhere; word-break: break-word; }
 .side h3 { margin: 0.2em 0; font-size: 1em; color: #444; }
 ul.errors { font-size: 0.9em; }
 ul.errors li span.kind { padding: 1px 6px; border-radius: 3px; margin-right: 4px; }

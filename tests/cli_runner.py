@@ -2,7 +2,8 @@
 
 The commands print through wasabi, as spaCy's do: coloured, and wrapped at 80 columns. Tests
 match phrases, so ``invoke`` gives the output with colour codes removed and every run of
-whitespace (line wraps included) turned into one space.
+whitespace (line wraps included) turned into one space; ``raw`` keeps the lines as printed,
+for tests of the layout itself.
 """
 import re
 from typing import Any, Optional
@@ -21,7 +22,8 @@ class CliResult:
     def __init__(self, result: Any):
         self.exit_code: int = result.exit_code
         self.exception: Optional[BaseException] = result.exception
-        self.output: str = " ".join(_ANSI.sub("", result.output).split())
+        self.raw: str = _ANSI.sub("", result.output)  # as printed, line breaks kept
+        self.output: str = " ".join(self.raw.split())
 
     def __repr__(self) -> str:
         return f"CliResult(exit_code={self.exit_code}, output={self.output!r})"

@@ -197,6 +197,18 @@ def test_evaluate_brat_folder(model, tmp_path):
     for text in ("micro", "label_and_boundary", "words/s", f"{n_t} spans read",
                  "Saved metrics"):
         assert text in result.output
+    # The tables print as tables (issue 26): one row per line, columns aligned.
+    lines = result.raw.splitlines()
+    for title in ("Exact spans (character offsets)", "Tokens (gold tokenization)"):
+        start = lines.index(title)
+        header, *rows = lines[start + 1:start + 2 + len(LABELS) + 2]
+        assert header.split() == ["label", "P", "R", "F", "support", "predicted"]
+        assert [row.split()[0] for row in rows] == sorted(LABELS) + ["micro", "macro"]
+        assert {len(row) for row in [header] + rows[:-1]} == {len(header)}  # right-aligned
+    start = lines.index("Errors: each gold and each predicted entity in one category")
+    categories = [line.split()[0] for line in lines[start + 2:start + 9]]
+    assert categories == ["correct", "label", "boundary", "label_and_boundary", "missed",
+                          "spurious", "total"]
 
 
 def test_evaluate_writes_the_error_page(model, tmp_path):

@@ -1,5 +1,6 @@
 """The HTML error page: every entity coloured by its category, checked in the markup and in
 a real headless browser (Debian's ``chromium``: its DOM and a screenshot)."""
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -222,3 +223,26 @@ def test_page_in_headless_chromium(tmp_path):
     for kind, color in KIND_COLORS.items():
         rgb = tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
         assert counts.get(rgb, 0) > 500, (kind, color, counts.get(rgb, 0))
+
+
+def test_long_documents_never_scroll_sideways(tmp_path):
+    """A long document with a long unbroken word (a URL) wraps inside its side: the page is
+    no wider than the window at 1,300 and at 800 pixels (issue 26)."""
+    nlp = spacy.blank("en")
+    text = " ".join([TEXT] * 30) + " http://example.org/" + "x" * 300 + " ."
+
+    def doc(ents):
+        d = nlp(text)
+        d.spans["sc"] = [d.char_span(s, e, label=label) for s, e, label in ents]
+        return d
+
+    page = tmp_path / "errors.html"
+    write_error_page(page, [doc(GOLD)], [doc(PRED)], title="Errors")
+    measured = tmp_path / "measured.html"
+    measured.write_text(page.read_text().replace("</body>", (
+        "<script>document.body.setAttribute('data-widths', "
+        "[document.documentElement.scrollWidth, window.innerWidth].join(','))</script></body>")))
+    for width in (1300, 800):
+        dom = run_chromium(f"--window-size={width},900", "--dump-dom", measured.as_uri()).stdout
+        scroll, inner = map(int, re.search(r'data-widths="(\d+),(\d+)"', dom).group(1, 2))
+        assert inner == width and scroll <= inner, (width, scroll)

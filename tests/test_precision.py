@@ -43,7 +43,7 @@ def test_an_int8_pipeline_saves_loads_and_predicts_close_to_float32(int8_model):
     assert spans_of(again.pipe(texts)) == int8  # quantization is deterministic
     int8_f = micro_f(nlp, examples)
 
-    from spacy_crf_ner.transformer.precision import set_precision
+    from spacy_crf_ner.transformer.model_class import set_precision
 
     assert set_precision(again, "fp32") == 1
     fp32 = spans_of(again.pipe(texts))
@@ -81,7 +81,7 @@ def test_bad_precisions_are_one_line_errors(int8_model, tmp_path):
 
 
 def test_precision_needs_the_windowed_transformer(tmp_path):
-    from spacy_crf_ner.transformer.precision import set_precision
+    from spacy_crf_ner.transformer.model_class import set_precision
 
     nlp = spacy.blank("en")
     nlp.add_pipe("crf_ner")

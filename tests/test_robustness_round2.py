@@ -176,12 +176,40 @@ def test_huge_offset_is_a_malformed_line(tmp_path, model):
 
 
 # 8. folders ~1,000 levels deep --------------------------------------------------------------
-def test_deep_folders_are_walked(tmp_path, model):
+def remove_tree(top: Path) -> None:
+    """``shutil.rmtree`` without recursion: it (and so pytest's clean-up of old temporary
+    folders) fails on folders 1,000 levels deep."""
+    stack = [(top, False)]
+    while stack:
+        folder, emptied = stack.pop()
+        if emptied:
+            folder.rmdir()
+            continue
+        stack.append((folder, True))
+        for child in folder.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                stack.append((child, False))
+            else:
+                child.unlink()
+
+
+@pytest.fixture()
+def deep_tree(tmp_path):
+    """``in/d/d/.../d``, 1,000 levels deep; every folder under ``tmp_path`` is removed
+    afterwards (outputs copy the depth)."""
     root = deep = tmp_path / "in"
     root.mkdir()
     for _ in range(1000):  # mkdir(parents=True) itself recurses
         deep = deep / "d"
         deep.mkdir()
+    yield root, deep
+    for child in tmp_path.iterdir():
+        if child.is_dir():
+            remove_tree(child)
+
+
+def test_deep_folders_are_walked(tmp_path, model, deep_tree):
+    root, deep = deep_tree
     (deep / "a.txt").write_text("aspirin given")
     (deep / "a.ann").write_text("T1\tDRUG 0 7\taspirin\n")
     (root / "b.txt").write_text("headache")

@@ -246,7 +246,7 @@ def test_model_shipped_to_executors_as_an_archive(spark, model_dir, tmp_path):
 
 def test_executors_run_the_transformer_at_the_precision_asked(spark, model_dir):
     from spacy_crf_ner.spark import ModelError, annotate, prepare_model
-    from spacy_crf_ner.transformer.precision import set_precision
+    from spacy_crf_ner.transformer.model_class import set_precision
 
     texts = [text for text, _ in make_nested_corpus(24, seed=17)]
     df = spark.createDataFrame(list(enumerate(texts)), "note_id int, note_text string")

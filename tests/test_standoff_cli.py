@@ -1,5 +1,6 @@
 """``convert`` command: counts on a corpus with known counts, exit codes, options."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,8 +106,18 @@ def test_python_dash_m(tmp_path):
     out = tmp_path / "o.spacy"
     proc = subprocess.run(
         [sys.executable, "-m", "spacy_crf_ner", "convert", str(CORPUS / "sub"), str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "80"},
     )
     assert proc.returncode == 0, proc.stderr
     assert "kept in span group" in proc.stdout and out.exists()
     assert "convert" in proc.stderr  # the progress bar goes to stderr
+    # The report is a table, in a pipe and at 80 columns alike (issue 26): every row on its
+    # own line, every value starting in the same column.
+    rows = [line for line in proc.stdout.splitlines() if "  " in line.strip()
+            and not line.startswith(("⚠", "✔", "ℹ"))]
+    names = ("files .txt / .ann", "T lines", "spans read", "kept in span group", "dropped",
+             "warnings", "seconds")
+    found = {name: line for name in names for line in rows if line.startswith(name + "  ")}
+    assert set(found) == set(names), proc.stdout
+    value_columns = {len(line) - len(line[len(name):].lstrip()) for name, line in found.items()}
+    assert len(value_columns) == 1, found

@@ -149,7 +149,7 @@ def test_bad_settings_are_clear_errors(bert):
         build("windowed", bert, window=8, stride=12)
     from transformers import BertTokenizer
 
-    from spacy_crf_ner.transformer.windowed_model import WindowEncoder
+    from spacy_crf_ner.transformer.encoding import WindowEncoder
 
     with pytest.raises(ValueError, match="fast"):
         WindowEncoder(BertTokenizer.from_pretrained(bert))

@@ -149,7 +149,7 @@ def main() -> None:
         t0 = time.perf_counter()
         nlp = spacy_base.load(args.work / "output" / "model-last", args.gpu_id)
         if args.precision:
-            from spacy_crf_ner.transformer.precision import set_precision
+            from spacy_crf_ner.transformer.model_class import set_precision
 
             set_precision(nlp, args.precision)
         load_s = time.perf_counter() - t0

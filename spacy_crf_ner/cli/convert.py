@@ -12,7 +12,7 @@ import typer
 from wasabi import msg
 
 from . import app
-from .util import check_output_file, check_split_regex, fail, split_regex_option
+from .util import check_output_file, check_split_regex, echo_block, fail, split_regex_option
 
 SHOW_ISSUES = 20
 
@@ -127,7 +127,7 @@ def convert(
         data["options"] = vars(options)
         srsly.write_json(report_path, data)
 
-    msg.text(report.format_table())
+    echo_block(report.format_table())
     for issue in report.issues[:SHOW_ISSUES]:
         msg.warn(str(issue))
     if report.n_warnings > SHOW_ISSUES:

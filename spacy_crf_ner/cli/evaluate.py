@@ -18,8 +18,9 @@ import typer
 from wasabi import msg
 
 from . import app
+from ..data.split import allow_length
 from .util import (
-    allow_length, check_batching, check_output_file, check_precision, fail, load_model,
+    check_batching, check_output_file, check_precision, echo_block, fail, load_model,
     precision_option, use_gpu,
 )
 
@@ -152,7 +153,7 @@ def evaluate(
         "docs": len(pred_docs), "words": n_words, "seconds": seconds,
         "words_per_second": n_words / seconds if seconds > 0 else None,
     }
-    msg.text(format_report(results))
+    echo_block(format_report(results))
     wps = speed["words_per_second"]
     msg.info(f"Speed: {len(pred_docs)} docs, {n_words} words in {seconds:.2f} s"
                + (f" ({wps:,.0f} words/s)" if wps else ""))

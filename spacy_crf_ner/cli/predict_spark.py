@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 from wasabi import msg
 
 from .util import fail
-from .predict import (
+from .inputs import (
     FORMATS,
     SHOW_SKIPS,
     Skips,

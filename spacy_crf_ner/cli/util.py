@@ -6,7 +6,7 @@ spaCy's own commands. A command never shows a traceback for bad input: it prints
 ``✘ ...`` line and exits with code 1 (``fail``).
 """
 from pathlib import Path
-from typing import List, NoReturn, Optional
+from typing import NoReturn, Optional
 
 import typer
 from wasabi import msg
@@ -30,6 +30,12 @@ def check_split_regex(split_regex: Optional[str]) -> None:
         check_regex(split_regex, "--split-regex")
     except ValueError as err:
         fail(str(err))
+
+
+def echo_block(text: str) -> None:
+    """Print pre-formatted text (a table) as it is: ``msg.text`` would re-wrap it into one
+    80-column paragraph, running the rows into each other."""
+    typer.echo(text)
 
 
 def fail(message: str) -> NoReturn:
@@ -125,7 +131,7 @@ def load_model(model: str, precision: Optional[str] = None):
             warnings.showwarning(warning.message, warning.category, warning.filename,
                                  warning.lineno)
     if precision is not None:
-        from ..transformer.precision import set_precision
+        from ..transformer.model_class import set_precision
 
         try:
             set_precision(nlp, precision)
@@ -145,13 +151,3 @@ def check_batching(batch_size: int, n_process: int, gpu_id: int = -1) -> None:
         fail(f"--n-process {n_process} cannot be combined with --gpu-id {gpu_id}: CUDA does "
              "not work in forked worker processes. Use --n-process 1 on the GPU, or several "
              "processes on the CPU (--gpu-id -1).")
-
-
-def allow_length(nlp, texts: List[str]) -> Optional[int]:
-    """Raise ``nlp.max_length`` so that every text can be processed; returns the new value
-    when it had to change (the caller says so)."""
-    longest = max((len(t) for t in texts), default=0)
-    if longest > nlp.max_length:
-        nlp.max_length = longest + 1
-        return nlp.max_length
-    return None

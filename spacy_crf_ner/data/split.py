@@ -267,3 +267,13 @@ def _make_parts(doc: Doc, ranges: List[Tuple[int, int]]) -> List[Doc]:
                 "n_parts": prov.n_parts if resplit else len(parts),
             }
     return parts
+
+
+def allow_length(nlp, texts: List[str]) -> Optional[int]:
+    """Raise ``nlp.max_length`` so that every text can be processed; returns the new value
+    when it had to change (the caller says so)."""
+    longest = max((len(t) for t in texts), default=0)
+    if longest > nlp.max_length:
+        nlp.max_length = longest + 1
+        return nlp.max_length
+    return None

@@ -16,9 +16,6 @@ from .torch_layer import get_torch_module, lazy_torch_layer
 
 HEAD_NAME = "crf_emissions"
 
-# Training modes; each decodes as it was trained (see ``EmissionHead.loss`` and ``.decode_spans``).
-MODES = ("joint", "marginal", "independent")
-
 # The tagger's output: padded emissions [N, T, C, 5] (C = D nesting levels x L labels) and
 # each document's length in tokens.
 Emissions = Tuple[Floats4d, List[int]]

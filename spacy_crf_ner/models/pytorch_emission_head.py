@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..spans.bioul import NUM_TAGS, Tag, decode_tags, properly_nested
-from .crf_tagger import MODES
+from .modes import MODES
 from .padding import pad_flat
 from .pytorch_crf import FORBIDDEN, BIOULCRF, nesting_constraints
 

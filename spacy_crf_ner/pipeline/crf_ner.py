@@ -38,7 +38,8 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from ..integrity import guard_pipeline_files
-from ..models.crf_tagger import MODES, Emissions, get_emission_head, tagger_decode, tagger_loss
+from ..models.crf_tagger import Emissions, get_emission_head, tagger_decode, tagger_loss
+from ..models.modes import MODES
 from ..models.torch_layer import build_torch_layers, torch_layer_dims
 from ..spans import get_spans, select_longest_first
 from ..spans.bioul import encode_levels, spans_per_doc

@@ -135,7 +135,7 @@ def load_pipeline(source, what: str, precision: Optional[str] = None):
     except Exception as err:
         raise ModelError(f"cannot load model {what}: {type(err).__name__}: {err}") from err
     if precision is not None:
-        from ..transformer.precision import set_precision
+        from ..transformer.model_class import set_precision
 
         try:
             set_precision(nlp, precision)

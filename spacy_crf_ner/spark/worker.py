@@ -218,7 +218,7 @@ def _result(docs: List, text: str, name: str, options: Options) -> Dict[str, Any
 
 def _predict(nlp, notes: List[Tuple[int, str, str]], options: Options) -> Dict[int, Dict]:
     """Results of notes ``(index, name, text)`` predicted together (raises if any fails)."""
-    from ..cli.util import allow_length
+    from ..data.split import allow_length
     from ..data import PROVENANCE_KEY
     from ..data.split import split_text
 

@@ -10,7 +10,8 @@ so spacy-transformers' callback does not recognise a listener and returns the ba
 transformer config: no pooling, a different layer structure, and a saved pipeline that
 does not load ("mismatched structure").
 
-``listener_replacement_config`` finds the listener under the section it is given, then:
+``listener_replacement_config`` (:mod:`.listener_config`) finds the listener under the
+section it is given, then:
 for ``spacy_crf_ner.WindowedTransformerModel.v1`` returns a
 ``spacy_crf_ner.WindowedTok2VecTransformer.v1`` config (the windowed model, the listener's
 pooling and grad factor: the layers the in-memory replacement built); for spacy-transformers'
@@ -20,7 +21,7 @@ spacy-transformers' models when a ``crf_ner`` component is created.
 
 Nothing here imports spacy-transformers or torch at import time.
 """
-from typing import Any, Dict, List, Optional
+from typing import List
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -28,8 +29,9 @@ from spacy.util import registry
 from thinc.api import Model, chain
 from thinc.types import Floats2d, Ragged
 
-WINDOWED_MODEL = "spacy_crf_ner.WindowedTransformerModel.v1"
-WINDOWED_TOK2VEC = "spacy_crf_ner.WindowedTok2VecTransformer.v1"
+from .listener_config import WINDOWED_TOK2VEC, listener_replacement_config
+from .windowed_model import build_windowed_transformer_model
+
 _SPACY_TRANSFORMERS_CALLBACK_MODULE = "spacy_transformers.layers._util"
 
 
@@ -58,8 +60,6 @@ def build_windowed_tok2vec_transformer(
     """
     from spacy_transformers.layers import split_trf_batch, trfs2arrays
 
-    from .windowed_model import build_windowed_transformer_model
-
     transformer = build_windowed_transformer_model(
         name, window=window, stride=stride, tokenizer_config=tokenizer_config,
         transformer_config=transformer_config, mixed_precision=mixed_precision,
@@ -70,38 +70,6 @@ def build_windowed_tok2vec_transformer(
 
 
 registry.architectures(WINDOWED_TOK2VEC)(build_windowed_tok2vec_transformer)
-
-
-def find_listener_config(section: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """The first listener config at or below ``section``, following ``tok2vec`` keys
-    (``crf_ner``'s text CNN wraps the listener as its own ``tok2vec``); None if there is none."""
-    while isinstance(section, dict):
-        if "Listener" in str(section.get("@architectures", "")):
-            return section
-        section = section.get("tok2vec")  # type: ignore[assignment]
-    return None
-
-
-def listener_replacement_config(
-    tok2vec_model_cfg: Dict[str, Any], listener_model_cfg: Dict[str, Any]
-) -> Dict[str, Any]:
-    """The config of the layers that replace a listener of the model ``tok2vec_model_cfg``.
-
-    ``listener_model_cfg`` is the section spaCy passes (the component's ``model.tok2vec``);
-    the listener itself may sit deeper in it.
-    """
-    listener = find_listener_config(listener_model_cfg)
-    if tok2vec_model_cfg.get("@architectures") == WINDOWED_MODEL:
-        result = dict(tok2vec_model_cfg)
-        if listener is None or "TransformerListener" not in listener["@architectures"]:
-            return result
-        result["@architectures"] = WINDOWED_TOK2VEC
-        result["pooling"] = listener["pooling"]
-        result["grad_factor"] = listener.get("grad_factor", 1.0)
-        return result
-    from ..internals import spacy_transformers_replace_listener_cfg
-
-    return spacy_transformers_replace_listener_cfg()(tok2vec_model_cfg, listener or listener_model_cfg)
 
 
 def route_listener_replacement(nlp: Language) -> None:

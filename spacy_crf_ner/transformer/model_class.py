@@ -1,5 +1,5 @@
 """``WindowedTransformerModel``: spacy-transformers' ``TransformerModel`` with a forward that
-tokenizes each document once (``windowed_forward``, windows from ``windowed_model.WindowEncoder``).
+tokenizes each document once (``windowed_forward``, windows from ``encoding.WindowEncoder``).
 
 This module imports spacy-transformers (an optional dependency, and torch with it), so only
 the builder ``windowed_model.build_windowed_transformer_model`` imports it, when a config
@@ -21,9 +21,9 @@ from thinc.types import Floats2d, Ints1d, Ints2d, Ragged
 
 from ..internals import load_hf_shim_bytes, set_forward, shim_module, swapped_shim_module
 from .fast_dropout import cpu_dropout
-from .listeners import listener_replacement_config
+from .listener_config import listener_replacement_config
 from .precision import InferenceCopies, check_precision
-from .windowed_model import EncodedWindows, WindowEncoder
+from .encoding import EncodedWindows, WindowEncoder
 from .windows import forward_chunks
 
 
@@ -272,3 +272,22 @@ class WindowedTransformerModel(TransformerModel):
         for n in self.grad_names:
             copied.set_grad(n, self.get_grad(n).copy())
         return copied
+
+
+def set_precision(nlp: Any, precision: str) -> int:
+    """Make every ``spacy_crf_ner.WindowedTransformerModel.v1`` in ``nlp`` predict at
+    ``precision`` from now on, in this process (the saved config is not changed: to ship a
+    pipeline at another precision, set ``precision`` in its config). Returns how many models
+    changed; a pipeline without one is a ``ValueError``."""
+    check_precision(precision)
+    found = 0
+    for _name, pipe in nlp.pipeline:
+        model: Any = getattr(pipe, "model", None)
+        for node in model.walk() if hasattr(model, "walk") else []:
+            if isinstance(node, WindowedTransformerModel):
+                node.precision = precision
+                found += 1
+    if not found:
+        raise ValueError("no spacy_crf_ner.WindowedTransformerModel.v1 in this pipeline: "
+                         "only that transformer architecture runs at another precision")
+    return found

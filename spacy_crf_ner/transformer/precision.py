@@ -85,24 +85,3 @@ class InferenceCopies:
             self._copy = inference_copy(module, precision)
             self._source = module
         return self._copy
-
-
-def set_precision(nlp: Any, precision: str) -> int:
-    """Make every ``spacy_crf_ner.WindowedTransformerModel.v1`` in ``nlp`` predict at
-    ``precision`` from now on, in this process (the saved config is not changed: to ship a
-    pipeline at another precision, set ``precision`` in its config). Returns how many models
-    changed; a pipeline without one is a ``ValueError``."""
-    check_precision(precision)
-    from .model_class import WindowedTransformerModel
-
-    found = 0
-    for _name, pipe in nlp.pipeline:
-        model: Any = getattr(pipe, "model", None)
-        for node in model.walk() if hasattr(model, "walk") else []:
-            if isinstance(node, WindowedTransformerModel):
-                node.precision = precision
-                found += 1
-    if not found:
-        raise ValueError("no spacy_crf_ner.WindowedTransformerModel.v1 in this pipeline: "
-                         "only that transformer architecture runs at another precision")
-    return found
