@@ -23,8 +23,8 @@ checked too.
 
 The policy when the manifest itself is not usable:
 
-* **missing** (a pipeline saved by another tool or an older version; every pipeline this
-  package saves has one): a :class:`MissingChecksumsWarning` naming the folder, and the
+* **missing** (a pipeline saved by an older version, or one that only sourced ``crf_ner``
+  from another pipeline; every other pipeline this package saves has one): a :class:`MissingChecksumsWarning` naming the folder, and the
   pipeline loads unchecked; with :data:`REQUIRE_ENV` (``SPACY_CRF_NER_REQUIRE_CHECKSUMS=1``)
   a :class:`PipelineIntegrityError` instead;
 * **empty (0 bytes), a folder, unreadable, or a line that is not** ``<sha256>  <path>``:
@@ -102,8 +102,9 @@ def _env_true(name: str) -> bool:
 
 def missing_manifest_message(folder: Union[str, Path]) -> str:
     return (f"{folder} has no {MANIFEST_NAME}: its files cannot be checked for damage "
-            "(every pipeline saved by spacy-crf-ner has one; save it again with nlp.to_disk "
-            f"to add it). Set {REQUIRE_ENV}=1 to refuse such folders.")
+            "(a pipeline saved by spacy-crf-ner has one, unless it only sourced crf_ner from "
+            "another pipeline; load it and save it again with nlp.to_disk to add it). Set "
+            f"{REQUIRE_ENV}=1 to refuse such folders.")
 
 
 def read_manifest(folder: Union[str, Path]) -> Optional[Dict[str, str]]:

@@ -85,8 +85,9 @@ def precision_option() -> Optional[str]:
     return typer.Option(
         None, "--precision",
         help="Run the transformer at " + " | ".join(PRECISIONS) + " instead of the pipeline's "
-             "own precision: int8 on CPUs, bf16/fp16 on GPUs; faster, slightly different "
-             "predictions (BENCHMARKS.md, reduced precision)",
+             "own precision: auto picks from the processor (bf16 with AVX-512 BF16 or AMX, "
+             "int8 with VNNI only, else fp32; bf16/fp16 on GPUs) and says why; faster, "
+             "slightly different predictions (BENCHMARKS.md, reduced precision)",
     )
 
 

@@ -23,6 +23,7 @@ inner span's confidence is conditional on the decoded levels above it. Span grou
 every level; ``doc.ents`` keeps a non-overlapping subset (longest first, so outer spans).
 """
 import warnings
+import weakref
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
@@ -44,6 +45,7 @@ from ..models.torch_layer import build_torch_layers, torch_layer_dims
 from ..spans import get_spans, select_longest_first
 from ..spans.bioul import encode_levels, spans_per_doc
 from ..transformer.listeners import route_listener_replacement
+from ..transformer.precision import record_precision
 from .scoring import crf_ner_score
 
 # What ``predict`` returns for one doc: spans ``[n, 3] = (label, start, end)`` (token
@@ -82,6 +84,11 @@ window_size = 1
 maxout_pieces = 3
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+# The pipeline each component was made for (weak both ways, and outside the component, which
+# stays picklable): to record the precision into its nlp.meta.
+_PIPELINE_OF: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 @Language.factory(
@@ -133,7 +140,7 @@ def make_crf_ner(
     """
     guard_pipeline_files(nlp)  # checksums written on save, verified on load: integrity.py
     route_listener_replacement(nlp)  # so that replace_listeners writes a loadable config
-    return CrfNer(
+    component = CrfNer(
         nlp.vocab,
         model,
         name,
@@ -145,6 +152,11 @@ def make_crf_ner(
         confidence_threshold=confidence_threshold,
         scorer=scorer,
     )
+    # nlp.meta says what the transformer's precision ("auto" included) runs at here; again
+    # after loading, since nlp.from_disk reads meta.json (written elsewhere) after this.
+    _PIPELINE_OF[component] = weakref.ref(nlp)
+    component.record_precision()
+    return component
 
 
 # Fates of the gold spans that training cannot use (``CrfNer.stats`` keys).
@@ -521,6 +533,14 @@ class CrfNer(TrainablePipe):
         if self.cfg.get("torch_layer_dims"):
             build_torch_layers(self.model, self.cfg["torch_layer_dims"])
 
+    def record_precision(self) -> None:
+        """Write the transformer's precision, as it runs in this process, into
+        ``nlp.meta["spacy_crf_ner"]["precision"]`` (``transformer.precision``)."""
+        ref = _PIPELINE_OF.get(self)
+        nlp = ref() if ref is not None else None
+        if nlp is not None:
+            record_precision(nlp, [self.model])
+
     def to_bytes(self, *, exclude=tuple()) -> bytes:
         self._save_layer_dims()
         return super().to_bytes(exclude=exclude)
@@ -538,6 +558,7 @@ class CrfNer(TrainablePipe):
         if "model" not in exclude:
             self._prepare_model_for_weights()
             self._load_model_bytes(msg["model"])
+        self.record_precision()
         return self
 
     def from_disk(self, path, *, exclude=tuple()) -> "CrfNer":
@@ -555,6 +576,7 @@ class CrfNer(TrainablePipe):
             "model": load_model,
         }
         util.from_disk(path, deserialize, exclude)
+        self.record_precision()
         return self
 
     def _load_model_bytes(self, data: bytes) -> None:

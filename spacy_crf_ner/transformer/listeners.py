@@ -48,6 +48,7 @@ def build_windowed_tok2vec_transformer(
     max_forward_pieces: int = 4096,
     precision: str = "fp32",
     fast_cpu_dropout: bool = True,
+    train_precision: str = "fp32",
 ) -> Model[List[Doc], List[Floats2d]]:
     """``spacy_crf_ner.WindowedTransformerModel.v1`` used directly as a token-to-vector layer
     of one component (no ``transformer`` component, no listener), as
@@ -65,6 +66,7 @@ def build_windowed_tok2vec_transformer(
         transformer_config=transformer_config, mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config, max_forward_pieces=max_forward_pieces,
         precision=precision, fast_cpu_dropout=fast_cpu_dropout,
+        train_precision=train_precision,
     )
     return chain(chain(transformer, split_trf_batch()), trfs2arrays(pooling, grad_factor))
 

@@ -18,11 +18,15 @@ from spacy_transformers.layers.transformer_model import TransformerModel
 from spacy_transformers.util import maybe_flush_pytorch_cache
 from thinc.api import Model, torch2xp
 from thinc.types import Floats2d, Ints1d, Ints2d, Ragged
+from wasabi import msg
 
 from ..internals import load_hf_shim_bytes, set_forward, shim_module, swapped_shim_module
 from .fast_dropout import cpu_dropout
 from .listener_config import listener_replacement_config
-from .precision import InferenceCopies, check_precision
+from .precision import (
+    TRAIN_PRECISIONS, InferenceCopies, check_precision, choose_precision,
+    choose_train_precision, cpu_flags, record_precision,
+)
 from .encoding import EncodedWindows, WindowEncoder
 from .windows import forward_chunks
 
@@ -56,7 +60,8 @@ def windowed_forward(
     )
     chunks = forward_chunks(windows.lengths, model.max_forward_pieces)
     transformer = model.transformer_for(is_train)
-    with cpu_dropout() if is_train and model.fast_cpu_dropout else nullcontext():
+    with cpu_dropout() if is_train and model.fast_cpu_dropout else nullcontext(), \
+            model.train_autocast() if is_train else nullcontext():
         if len(chunks) == 1 and max(windows.lengths) == windows.input_ids.shape[1]:
             model_output, backprop_tensors = transformer(wordpieces, is_train)
         else:
@@ -211,18 +216,24 @@ class WindowedTransformerModel(TransformerModel):
     def __init__(self, name: str, window: int, stride: int, tokenizer_config: dict = {},
                  transformer_config: dict = {}, mixed_precision: bool = False,
                  grad_scaler_config: dict = {}, max_forward_pieces: int = 4096,
-                 precision: str = "fp32", fast_cpu_dropout: bool = True):
+                 precision: str = "fp32", fast_cpu_dropout: bool = True,
+                 train_precision: str = "fp32"):
         super().__init__(name, None, tokenizer_config, transformer_config,  # type: ignore[arg-type]
                          mixed_precision, grad_scaler_config)  # get_spans is set below
         check_precision(precision)
+        check_precision(train_precision, TRAIN_PRECISIONS, "train_precision")
         set_forward(self, windowed_forward)
         self.attrs["window"], self.attrs["stride"] = window, stride
         # Plain attributes, not attrs: Thinc restores attrs from the saved model, and these
         # two must follow the config the pipeline is loaded with.
         self.max_forward_pieces = max_forward_pieces
-        self.precision = precision
-        self.fast_cpu_dropout = fast_cpu_dropout
         self._inference_copies = InferenceCopies()
+        self._precision = "fp32"
+        self.precision_choice: Optional[Tuple[str, str]] = None  # ("bf16", why) for "auto"
+        self.precision = precision  # resolves "auto" (and says so)
+        self.train_precision = train_precision
+        self._train_choice: Optional[Tuple[str, str]] = None
+        self.fast_cpu_dropout = fast_cpu_dropout
         for shim in self.layers[0].shims:  # same shim, lighter loading
             if type(shim) is HFShim:
                 shim.__class__ = LeanHFShim
@@ -242,16 +253,62 @@ class WindowedTransformerModel(TransformerModel):
             self._window_encoder = (tokenizer, encoder)
         return encoder.encode(list(docs), self.attrs["window"], self.attrs["stride"])
 
+    @property
+    def precision(self) -> str:
+        """The precision this model predicts at, as configured ("auto" included); the one it
+        runs is :attr:`inference_precision`."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, precision: str) -> None:
+        check_precision(precision)
+        self._inference_copies.forget()
+        self._precision = precision
+        self.precision_choice = None
+        if precision == "auto":
+            chosen, why = choose_precision(cpu_flags(), *_device())
+            self.precision_choice = (chosen, why)
+            msg.info(f"precision auto: the transformer predicts in {chosen}, because {why}")
+
+    @property
+    def inference_precision(self) -> str:
+        """What inference runs at: the configured precision, or what "auto" chose."""
+        return self.precision_choice[0] if self.precision_choice else self._precision
+
+    def train_dtype(self) -> str:
+        """What training runs at: ``train_precision``, or what "auto" chose (once)."""
+        if self.train_precision != "auto":
+            return self.train_precision
+        if self._train_choice is None:
+            self._train_choice = choose_train_precision(cpu_flags(), *_device())
+            msg.info(f"train_precision auto: the transformer trains in "
+                     f"{self._train_choice[0]}, because {self._train_choice[1]}")
+        return self._train_choice[0]
+
+    def train_autocast(self) -> Any:
+        """The context of a training forward: bf16 autocast when training in bf16 (the
+        weights, gradients and optimizer state stay float32), else nothing."""
+        if self.train_dtype() != "bf16":
+            return nullcontext()
+        import torch
+
+        module = shim_module(self.layers[0].shims[0])
+        device = next(module.parameters()).device if module is not None else "cpu"
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
     def transformer_for(self, is_train: bool) -> Model:
         """The Hugging Face layer to call: ``layers[0]``, or for inference at a reduced
         ``precision`` the same layer running a reduced-precision copy of the model."""
         layer = self.layers[0]
         if is_train:
             self._inference_copies.forget()  # the weights are about to change
-        if is_train or self.precision == "fp32":
+        if is_train:
+            return self._float32_outputs(layer) if self.train_dtype() == "bf16" else layer
+        precision = self.inference_precision
+        if precision == "fp32":
             return layer
         shim = layer.shims[0]
-        module = self._inference_copies.get(shim_module(shim), self.precision)
+        module = self._inference_copies.get(shim_module(shim), precision)
 
         def forward(wordpieces: WordpieceBatch, is_train: bool) -> Tuple[Any, Callable]:
             with swapped_shim_module(shim, module):
@@ -263,15 +320,57 @@ class WindowedTransformerModel(TransformerModel):
 
         return cast(Model, forward)
 
+    @staticmethod
+    def _float32_outputs(layer: Model) -> Model:
+        """``layer`` whose reduced-precision outputs (bf16 under autocast) are handed on as
+        float32, with their gradients cast back to each output's own type."""
+
+        def forward(wordpieces: WordpieceBatch, is_train: bool) -> Tuple[Any, Callable]:
+            output, backprop = layer(wordpieces, is_train)
+            dtypes = {}
+            for key, value in output.items():
+                if hasattr(value, "is_floating_point") and value.is_floating_point() \
+                        and value.dtype != _float32():
+                    dtypes[key] = value.dtype
+                    output[key] = value.float()
+
+            def backprop_cast(d_output: Any) -> Any:
+                for key, dtype in dtypes.items():
+                    if key in d_output and d_output[key] is not None:
+                        d_output[key] = d_output[key].to(dtype)
+                return backprop(d_output)
+
+            return output, backprop_cast
+
+        return cast(Model, forward)
+
     def copy(self) -> "WindowedTransformerModel":
         """Like ``TransformerModel.copy``, keeping this class (and so this forward)."""
         copied = type(self)(self.attrs["name"], self.attrs["window"], self.attrs["stride"],
                             max_forward_pieces=self.max_forward_pieces,
-                            precision=self.precision, fast_cpu_dropout=self.fast_cpu_dropout)
+                            precision=self.precision, fast_cpu_dropout=self.fast_cpu_dropout,
+                            train_precision=self.train_precision)
         copied.layers[0] = copy.deepcopy(self.layers[0])
         for n in self.grad_names:
             copied.set_grad(n, self.get_grad(n).copy())
         return copied
+
+
+def _float32() -> Any:
+    import torch
+
+    return torch.float32
+
+
+def _device() -> Tuple[str, bool]:
+    """``(device type, whether the GPU computes bf16 natively)`` for Thinc's current ops."""
+    from thinc.api import get_current_ops
+
+    if get_current_ops().device_type == "cpu":
+        return "cpu", False
+    import torch
+
+    return "cuda", bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
 def set_precision(nlp: Any, precision: str) -> int:
@@ -290,4 +389,5 @@ def set_precision(nlp: Any, precision: str) -> int:
     if not found:
         raise ValueError("no spacy_crf_ner.WindowedTransformerModel.v1 in this pipeline: "
                          "only that transformer architecture runs at another precision")
+    record_precision(nlp)
     return found

@@ -20,7 +20,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model
 
-from .precision import check_precision
+from .precision import TRAIN_PRECISIONS, check_precision
 from .windows import check_window
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def build_windowed_transformer_model(
     max_forward_pieces: int = 4096,
     precision: str = "fp32",
     fast_cpu_dropout: bool = True,
+    train_precision: str = "fp32",
 ) -> Model[List[Doc], "FullTransformerBatch"]:
     """A Hugging Face transformer run over windows of at most ``window`` word pieces,
     ``stride`` pieces apart (EDS-NLP's layout), for spacy-transformers' ``transformer``
@@ -47,20 +48,25 @@ def build_windowed_transformer_model(
     ``max_forward_pieces``: windows go through the model in groups of equal length holding at
     most this many word pieces, padding included (``windows.forward_chunks``).
     ``precision``: "fp32" (default, exact), or "int8" (CPU), "bf16", "fp16" for inference
-    only (``precision``); training always runs in float32 (or ``mixed_precision``).
+    only, or "auto": chosen from the processor's flags or the GPU, and said (``precision``).
+    ``train_precision``: "fp32" (default), "bf16" (the training forward under bf16
+    autocast, float32 master weights; fast on CPUs with AVX-512 BF16 or AMX and on recent
+    GPUs), or "auto" (bf16 where native, else fp32); fp16 training on GPUs is
+    ``mixed_precision``.
     ``fast_cpu_dropout``: in training on a CPU, draw the transformer's dropout masks two per
     64-bit random number instead of with torch's ``bernoulli_`` (same distribution, another
     random stream, about a quarter of a MiniLM step saved; ``fast_dropout``); false keeps
     torch's own dropout."""
     check_window(window, stride)
     check_precision(precision)
+    check_precision(train_precision, TRAIN_PRECISIONS, "train_precision")
     if max_forward_pieces < 1:
         raise ValueError(f"max_forward_pieces must be at least 1, got {max_forward_pieces}")
     from .model_class import WindowedTransformerModel
 
     return WindowedTransformerModel(name, window, stride, tokenizer_config, transformer_config,
                                     mixed_precision, grad_scaler_config, max_forward_pieces,
-                                    precision, fast_cpu_dropout)
+                                    precision, fast_cpu_dropout, train_precision)
 
 
 # Registered after its definition: catalogue's decorator would erase the typed signature.
