@@ -159,6 +159,8 @@ def worker_parser(description: str) -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, required=True)
     train.add_argument("--batch-words", type=int, required=True)
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--train-precision", default=None,
+                       help="ours only: the transformer's train_precision (fp32, bf16, auto)")
     train.add_argument("--corpus", type=Path, default=None,
                        help="folder with train.spacy/dev.spacy (the spaCy systems)")
     infer = sub.add_parser("infer", help="predict DATA/test; time warm nlp.pipe passes")

@@ -35,6 +35,9 @@ BENCH = common.BENCH_DIR
 REPO = common.REPO_DIR
 SYSTEMS = {  # name -> (worker script, display name)
     "ours": ("ours.py", "spacy-crf-ner"),
+    # the same recipe trained with train_precision = "bf16" (the transformer's forward under
+    # bf16 autocast, float32 master weights), predicting at the config's fp32
+    "ours_bf16": ("ours.py", "spacy-crf-ner, bf16 training"),
     "spacy_ner": ("spacy_ner.py", "spaCy ner"),
     "edsnlp": ("edsnlp_crf.py", "EDS-NLP ner_crf"),
 }
@@ -101,8 +104,20 @@ def machine_info() -> Dict:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from spacy_crf_ner.transformer.precision import choose_precision, cpu_flags
+
+    flags = cpu_flags()
+    auto, why = choose_precision(flags)
     return {"cpu": cpu, "cores": cores, "ram_gb": ram_gb, "os": platform.platform(),
-            "python": platform.python_version(), "load_avg_at_start": list(os.getloadavg())}
+            "python": platform.python_version(), "load_avg_at_start": list(os.getloadavg()),
+            # what decides reduced-precision speed: compare ratios only between runs whose
+            # CPUs report the same of these
+            "flags": sorted(f for f in flags if f in CPU_FLAGS_OF_INTEREST),
+            "auto_precision": {"cpu": auto, "why": why}}
+
+
+CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                         "amx_bf16", "amx_int8")
 
 
 # ----------------------------------------------------------------------------- EDS venv
@@ -171,9 +186,10 @@ def run_system(name: str, python: Path, args, budget: Dict, work: Path, corpus: 
     sys_work = work / name
     common_args = ["--data", args.data, "--work", sys_work, "--gpu-id", str(args.gpu_id)]
     log(f"{name}: training ({budget['steps']} steps, batches of <= {budget['batch_words']} words)")
+    bf16 = ["--train-precision", "bf16"] if name == "ours_bf16" else []
     train = run([python, script, "train", *common_args, "--corpus", corpus,
                  "--steps", budget["steps"], "--batch-words", budget["batch_words"],
-                 "--seed", budget["seed"], "--result", sys_work / "train.json"],
+                 "--seed", budget["seed"], "--result", sys_work / "train.json", *bf16],
                 work / "logs" / f"{name}-train.log")
     train.update(common.read_json(sys_work / "train.json"))
     log(f"{name}: {train['s_per_step']} s/step, train wall {train['wall_s']} s, "
@@ -207,11 +223,12 @@ def run_system(name: str, python: Path, args, budget: Dict, work: Path, corpus: 
 
 def reduced_precision(python: Path, script: Path, common_args: List, budget: Dict, work: Path,
                       sys_work: Path, words: int, gold) -> Dict:
-    """Our opt-in reduced precisions (``--precision``) on the same trained pipeline: int8 on
-    the CPU, bf16 and fp16 on a GPU. Each is one ``infer`` process, scored like the rest."""
+    """Our reduced precisions (``--precision``) on the same trained pipeline: auto, bf16 and
+    int8 on the CPU (auto picks one of them, or fp32, from the CPU's flags), auto, bf16 and
+    fp16 on a GPU. Each is one ``infer`` process, scored like the rest."""
     gpu = "--gpu-id" in common_args and int(common_args[common_args.index("--gpu-id") + 1]) >= 0
     out: Dict = {}
-    for precision in (("bf16", "fp16") if gpu else ("int8",)):
+    for precision in (("auto", "bf16", "fp16") if gpu else ("auto", "bf16", "int8")):
         log(f"ours: inference at {precision} (opt-in reduced precision)")
         predictions = sys_work / f"predictions-{precision}.jsonl"
         try:
@@ -228,7 +245,7 @@ def reduced_precision(python: Path, script: Path, common_args: List, budget: Dic
         micro = score.score(gold, score.read_predictions(predictions))["micro"]
         out[precision] = {"words_per_s": res["words_per_s"], "median_s": res["median_s"],
                           "peak_rss_mb": res["peak_rss_mb"], "p": micro["p"], "r": micro["r"],
-                          "f": micro["f"]}
+                          "f": micro["f"], "runs": res.get("precision_runs", precision)}
         log(f"ours at {precision}: {res['words_per_s']} words/s, test F1 "
             f"{100 * micro['f']:.1f}")
     return out
@@ -293,10 +310,26 @@ def ratios_and_targets(systems: Dict) -> Dict:
                 continue
             speed = res["words_per_s"] / eds["infer"]["words_per_s"]
             delta = 100 * (res["f"] - ours["scores"]["micro"]["f"])
-            target(f"opt-in {precision}: words/s >= 2.0 x EDS-NLP (fp32), exact F1 within "
+            name = f"precision auto (ran {res.get('runs')})" if precision == "auto" \
+                else f"opt-in {precision}"
+            target(f"{name}: words/s >= 2.0 x EDS-NLP (fp32), exact F1 within "
                    "0.5 point of our fp32", f"{res['words_per_s']:,.0f} vs "
                    f"{eds['infer']['words_per_s']:,.0f} ({speed:.2f}x), F1 {100 * res['f']:.1f} "
                    f"({delta:+.1f})", speed >= 2.0 and abs(delta) <= 0.5)
+        auto = (ours["infer"].get("reduced_precision") or {}).get("auto")
+        if auto and "error" not in auto and auto.get("runs") == "fp32":
+            target("precision auto on a CPU without native bf16 or VNNI: not slower than fp32",
+                   f"{auto['words_per_s']:,.0f} vs {ours['infer']['words_per_s']:,.0f} words/s",
+                   auto["words_per_s"] >= 0.97 * ours["infer"]["words_per_s"])
+    bf16 = systems.get("ours_bf16")
+    if eds and "error" not in eds and bf16 and "error" not in bf16:
+        r = bf16["train"]["s_per_step"] / eds["train"]["s_per_step"]
+        delta = 100 * (bf16["scores"]["micro"]["f"] - ours["scores"]["micro"]["f"])
+        target("bf16 training: s/step <= 0.7 x EDS-NLP, exact F1 within 1.0 point (ours' "
+               "range over seeds 42/1/2) of our fp32 training",
+               f"{bf16['train']['s_per_step']:.2f} vs {eds['train']['s_per_step']:.2f} s "
+               f"({r:.2f}x), F1 {100 * bf16['scores']['micro']['f']:.1f} ({delta:+.1f})",
+               r <= 0.7 and abs(delta) <= 1.0)
     return out
 
 
@@ -322,6 +355,8 @@ SECTIONS = {
     "full": "Full budget",
     "quick": "Quick run (smoke test, not a comparison)",
     "full-gpu": "Full budget on a GPU",
+    "full-bf16cpu": "Full budget on a CPU with native bf16 (AVX-512 BF16 or AMX)",
+    "quick-bf16cpu": "Quick run on a CPU with native bf16 (smoke test, not a comparison)",
     "quick-gpu": "Quick run on a GPU (smoke test, not a comparison)",
     "seeds": "Exact F1 across seeds (full budget, CPU)",
     "spark": "Spark batch inference (bench/spark.py, issue 14)",
@@ -330,14 +365,18 @@ SECTIONS = {
 
 def section_of(results: Dict) -> str:
     """`full` or `quick`, plus `-gpu` for a run on a GPU: each has its own part of
-    BENCHMARKS.md, so a GPU run never overwrites the CPU tables (or the other way round)."""
-    return results["mode"] + ("-gpu" if results.get("gpu_id", -1) >= 0 else "")
+    BENCHMARKS.md, so a GPU run never overwrites the CPU tables (or the other way round),
+    and ``-bf16cpu`` for a CPU with native bf16: ratios compare only between like CPUs."""
+    if results.get("gpu_id", -1) >= 0:
+        return results["mode"] + "-gpu"
+    flags = set(results["machine"].get("flags") or ())
+    return results["mode"] + ("-bf16cpu" if flags & {"avx512_bf16", "amx_bf16"} else "")
 
 
 def render_section(results: Dict) -> str:
     mode, budget, machine = results["mode"], results["budget"], results["machine"]
     systems = results["systems"]
-    order = [n for n in ("ours", "edsnlp", "spacy_ner") if n in systems]
+    order = [n for n in ("ours", "ours_bf16", "edsnlp", "spacy_ner") if n in systems]
     title = SECTIONS[section_of(results)]
     device = machine.get("gpu_name") or "CPU only"
     lines = [
@@ -347,6 +386,10 @@ def render_section(results: Dict) -> str:
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gb']} GB RAM, "
         f"{device}; torch threads: {machine.get('torch_threads', '?')}; "
         f"load average at start {', '.join(f'{x:.1f}' for x in machine['load_avg_at_start'])}.",
+        f"- CPU flags that decide reduced-precision speed: "
+        f"{', '.join(machine.get('flags') or []) or 'not recorded'}; `precision = \"auto\"` "
+        f"picks {machine.get('auto_precision', {}).get('cpu', '?')} here "
+        f"({machine.get('auto_precision', {}).get('why', 'not recorded')}).",
         f"- Budget: {budget['steps']} optimizer steps, batches of at most "
         f"{budget['batch_words']} words, seed {budget['seed']}; inference over the "
         f"{results['test']['docs']} test docs ({results['test']['words']:,} words), batches of "
@@ -404,14 +447,17 @@ def render_section(results: Dict) -> str:
         if reduced:
             eds = systems.get("edsnlp")
             eds_speed = eds["infer"]["words_per_s"] if eds and "error" not in eds else None
-            lines += ["", "Opt-in reduced precision (`--precision`, or `precision` in the "
-                      "transformer's config), same trained pipeline:", "",
+            lines += ["", "Reduced precision (`--precision`, or `precision` in the "
+                      "transformer's config; `auto` picks from the CPU's flags), same trained "
+                      "pipeline:", "",
                       "| spacy-crf-ner at | P | R | F1 | F1 − fp32 | words/s | "
                       "words/s ÷ EDS-NLP fp32 | inference peak RSS (MB) |",
                       "|---|---|---|---|---|---|---|---|"]
             m = ours["scores"]["micro"]
             rows = [("fp32 (default)", {**m, **ours["infer"]})] + list(reduced.items())
             for precision, res in rows:
+                if precision == "auto":
+                    precision = f"auto (ran {res.get('runs')})"
                 if "error" in res:
                     lines.append(f"| {precision} | failed: {res['error'].splitlines()[0]} "
                                  "| | | | | | |")
@@ -422,7 +468,7 @@ def render_section(results: Dict) -> str:
                     f"**{_pct(res['f'])}** | {100 * (res['f'] - m['f']):+.1f} | "
                     f"{res['words_per_s']:,.0f} | {ratio} | {res['peak_rss_mb']:,.0f} |")
     if results.get("targets"):
-        lines += ["", "Targets (issues 6, 15, 16):", ""]
+        lines += ["", "Targets (issues 6, 15, 16, 25):", ""]
         for t in results["targets"]:
             lines.append(f"- {'met' if t['met'] else '**not met**'}: {t['target']}: {t['value']}")
     if mode == "quick":
@@ -435,8 +481,8 @@ def _write_section(mode: str, body: str) -> None:
     """Replace the part of BENCHMARKS.md between ``mode``'s markers with ``body``."""
     text = BENCHMARKS_MD.read_text(encoding="utf8") if BENCHMARKS_MD.exists() else MD_HEADER
     for m in SECTIONS:
-        if m.endswith("-gpu") and m != mode:
-            continue  # a GPU section appears once a GPU run fills it
+        if m.endswith(("-gpu", "-bf16cpu")) and m != mode:
+            continue  # a GPU (bf16 CPU) section appears once such a run fills it
         if _marker(m) not in text:
             text = (text.rstrip("\n") + f"\n\n{_marker(m)}\n_No {m} run yet._\n"
                     f"{_marker(m, end=True)}\n")
@@ -606,7 +652,7 @@ def main() -> int:
                                  args.data / "test"]))
     prep: Dict = {}
     corpus = work / "corpus"
-    if {"ours", "spacy_ner"} & set(names):
+    if {"ours", "ours_bf16", "spacy_ner"} & set(names):
         log("converting train/dev with `python -m spacy_crf_ner convert`")
         for split in ("train", "dev"):
             prep[f"convert_{split}"] = run(

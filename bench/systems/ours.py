@@ -140,8 +140,11 @@ def main() -> None:
             CONFIG, args.work, args.corpus, args.steps, args.batch_words, args.seed,
             args.gpu_id,
             schedule_keys=schedule_keys(CONFIG),
-            extra={"paths.transformer": args.model},
+            extra={"paths.transformer": args.model,
+                   **({"components.transformer.model.train_precision": args.train_precision}
+                      if args.train_precision else {})},
         )
+        result["train_precision"] = args.train_precision or "fp32"
         result["optimizer"] = describe_optimizer(CONFIG)
         result["versions"] = common.versions(PACKAGES)
         result.update(common.torch_info(args.gpu_id))
@@ -158,6 +161,7 @@ def main() -> None:
             get_spans=lambda doc: doc.spans.get("sc", []),
             source='doc.spans["sc"] (every predicted span)',
             load_s=round(load_s, 2), precision=args.precision or "fp32",
+            precision_runs=nlp.meta.get("spacy_crf_ner", {}).get("precision", {}).get("runs"),
             **common.torch_info(args.gpu_id))
     else:  # profile: its own process, so that it leaves the inference peak RSS alone
         nlp = spacy_base.load(args.work / "output" / "model-last", args.gpu_id)
