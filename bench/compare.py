@@ -181,7 +181,9 @@ def ensure_eds_venv(python: str, gpu_id: int, log_dir: Path) -> Dict:
 
 # ----------------------------------------------------------------------------- a run
 def run_system(name: str, python: Path, args, budget: Dict, work: Path, corpus: Path,
-               words: int) -> Dict:
+               words: int, extras: bool = True) -> Dict:
+    """Train, infer and score one system; ``extras``: also ours' profile and reduced
+    precisions (left out by ``--seeds``, which is about accuracy)."""
     script = BENCH / "systems" / SYSTEMS[name][0]
     sys_work = work / name
     common_args = ["--data", args.data, "--work", sys_work, "--gpu-id", str(args.gpu_id)]
@@ -200,7 +202,7 @@ def run_system(name: str, python: Path, args, budget: Dict, work: Path, corpus: 
                  "--predictions", predictions, "--result", sys_work / "infer.json"],
                 work / "logs" / f"{name}-infer.log")
     infer.update(common.read_json(sys_work / "infer.json"))
-    if name == "ours":
+    if name == "ours" and extras:
         log("ours: profiling inference (time per component, transformer forward alone)")
         profile = run([python, script, "profile", *common_args,
                        "--batch-size", budget["batch_size"], "--repeats", budget["repeats"],
@@ -213,7 +215,7 @@ def run_system(name: str, python: Path, args, budget: Dict, work: Path, corpus: 
     scores = score.score(gold, score.read_predictions(predictions))
     log(f"{name}: {infer['words_per_s']} words/s, peak RSS {infer['peak_rss_mb']:.0f} MB, "
         f"test F1 {100 * scores['micro']['f']:.1f}")
-    if name == "ours":
+    if name == "ours" and extras:
         infer["reduced_precision"] = reduced_precision(python, script, common_args, budget,
                                                        work, sys_work, words, gold)
     versions = train.pop("versions", {})
@@ -359,6 +361,7 @@ SECTIONS = {
     "quick-bf16cpu": "Quick run on a CPU with native bf16 (smoke test, not a comparison)",
     "quick-gpu": "Quick run on a GPU (smoke test, not a comparison)",
     "seeds": "Exact F1 across seeds (full budget, CPU)",
+    "accuracy": "Accuracy over seeds (`--seeds`, full budget)",
     "spark": "Spark batch inference (bench/spark.py, issue 14)",
 }
 
@@ -576,6 +579,180 @@ def update_seeds_md() -> None:
         _write_section("seeds", render_seeds(runs))
 
 
+# ----------------------------------------------------------------------------- --seeds
+def macro_f(scores: Dict) -> float:
+    """The mean F1 of the gold labels (``score.score``'s ``macro_f``; computed from the
+    per-label counts for results files written before it existed)."""
+    if "macro_f" in scores:
+        return scores["macro_f"]
+    labels = [v for v in scores["per_label"].values() if v.get("gold", 0) > 0]
+    return sum(v["f"] for v in labels) / len(labels) if labels else 0.0
+
+
+def reusable_edsnlp(seed: int, budget: Dict, results_dir: Path = BENCH / "results"
+                    ) -> Optional[Dict]:
+    """EDS-NLP's result for ``seed`` from an earlier full CPU run with the same budget and
+    the pinned EDS-NLP version (its code is not ours: it changes only with the pin), with
+    the file it came from; None if there is none."""
+    pinned = EDS_PINS[0].split("==")[1]
+    for path in sorted(results_dir.glob("*.json"), reverse=True):  # latest first
+        try:
+            res = common.read_json(path)
+        except (OSError, ValueError):
+            continue
+        eds = (res.get("systems") or {}).get("edsnlp")
+        same_budget = res.get("budget") == {**budget, "seed": seed}
+        if not eds or "error" in eds or not same_budget or res.get("gpu_id", -1) >= 0:
+            continue
+        if str(res.get("mode", "")).startswith("full") and \
+                (eds.get("versions") or {}).get("edsnlp") == pinned:
+            return {**eds, "reused_from": path.name}
+    return None
+
+
+def summarise_seeds(per_seed: Dict[int, Dict]) -> Dict:
+    """Mean and sd of micro and macro F1 per system, mean F1 per label, and the targets of
+    issue 24 (means over the seeds, ours against EDS-NLP)."""
+    names = sorted({n for r in per_seed.values() for n in r})
+    summary: Dict = {"systems": {}, "targets": []}
+    for name in names:
+        runs = [r[name] for r in per_seed.values() if name in r and "error" not in r[name]]
+        if not runs:
+            continue
+        micro = [100 * r["scores"]["micro"]["f"] for r in runs]
+        macro = [100 * macro_f(r["scores"]) for r in runs]
+        labels = sorted({lab for r in runs for lab in r["scores"]["per_label"]})
+        summary["systems"][name] = {
+            "seeds": len(runs),
+            "micro_f": {"mean": statistics.mean(micro),
+                        "sd": statistics.stdev(micro) if len(micro) > 1 else 0.0},
+            "macro_f": {"mean": statistics.mean(macro),
+                        "sd": statistics.stdev(macro) if len(macro) > 1 else 0.0},
+            "per_label_f": {lab: statistics.mean(
+                100 * r["scores"]["per_label"].get(lab, {"f": 0.0})["f"] for r in runs)
+                for lab in labels},
+            "s_per_step": statistics.mean(r["train"]["s_per_step"] for r in runs),
+        }
+    ours, eds = summary["systems"].get("ours"), summary["systems"].get("edsnlp")
+    if ours and eds:
+        for key, what, margin in (("micro_f", "exact micro F1", 1.0),
+                                  ("macro_f", "macro F1 over the labels", 2.0)):
+            a, b = ours[key]["mean"], eds[key]["mean"]
+            summary["targets"].append({
+                "target": f"{what} (mean over seeds) >= EDS-NLP + {margin:.1f}",
+                "value": f"{a:.2f} vs {b:.2f} ({a - b:+.2f})", "met": a >= b + margin})
+    return summary
+
+
+def render_accuracy(results: Dict) -> str:
+    """The ``--seeds`` section: per-seed rows, mean ± sd, per-label F1, targets."""
+    per_seed, summary = results["per_seed"], results["summary"]
+    names = [n for n in ("ours", "ours_bf16", "edsnlp", "spacy_ner")
+             if n in summary["systems"]]
+    lines = [f"## {SECTIONS['accuracy']}", "",
+             f"Run {results['date']} with `{results['command']}` (commit "
+             f"{results.get('commit')}), seeds {', '.join(map(str, results['seeds']))}; "
+             f"machine: {results['machine']['cpu']}, flags "
+             f"{', '.join(results['machine'].get('flags') or [])}.", "",
+             "| seed | " + " | ".join(f"{SYSTEMS[n][1]} F1 / macro" for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for seed in results["seeds"]:
+        cells = []
+        for n in names:
+            res = per_seed[str(seed)].get(n)
+            if not res or "error" in res:
+                cells.append("–")
+                continue
+            reused = f" (reused: `{res['reused_from']}`)" if res.get("reused_from") else ""
+            cells.append(f"{100 * res['scores']['micro']['f']:.1f} / "
+                         f"{100 * macro_f(res['scores']):.1f}{reused}")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    lines.append("| **mean ± sd** | " + " | ".join(
+        f"{summary['systems'][n]['micro_f']['mean']:.2f} ± "
+        f"{summary['systems'][n]['micro_f']['sd']:.2f} / "
+        f"{summary['systems'][n]['macro_f']['mean']:.2f} ± "
+        f"{summary['systems'][n]['macro_f']['sd']:.2f}" for n in names) + " |")
+    labels = sorted({lab for n in names for lab in summary["systems"][n]["per_label_f"]})
+    lines += ["", "Mean F1 per label over the seeds:", "",
+              "| label | " + " | ".join(SYSTEMS[n][1] for n in names) + " |",
+              "|---|" + "---|" * len(names)]
+    for lab in labels:
+        lines.append(f"| {lab} | " + " | ".join(
+            f"{summary['systems'][n]['per_label_f'].get(lab, 0.0):.1f}" for n in names) + " |")
+    if summary["targets"]:
+        lines += ["", "Targets (issue 24):", ""]
+        for t in summary["targets"]:
+            lines.append(f"- {'met' if t['met'] else '**not met**'}: {t['target']}: {t['value']}")
+    return "\n".join(lines) + "\n"
+
+
+def run_seeds(args, budget: Dict, names: List[str], date: str, machine: Dict,
+              custom: bool) -> int:
+    """``--seeds``: each system trained once per seed, one work folder per seed. A custom
+    budget (``--steps``...) is a smoke test: saved as ``<date>-seeds-custom.json``, printed,
+    and left out of BENCHMARKS.md (and never reused)."""
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    started = time.perf_counter()
+    base = BENCH / "work" / f"{date}-seeds"
+    shutil.rmtree(base, ignore_errors=True)
+    test = json.loads(output_of([sys.executable, BENCH / "systems" / "words.py",
+                                 args.data / "test"]))
+    per_seed: Dict[str, Dict] = {}
+    eds_ready = False
+    for seed in seeds:
+        work = base / f"seed{seed}"
+        (work / "logs").mkdir(parents=True)
+        corpus = work / "corpus"
+        seed_budget = {**budget, "seed": seed}
+        if {"ours", "ours_bf16", "spacy_ner"} & set(names):
+            for split in ("train", "dev"):
+                run([sys.executable, "-m", "spacy_crf_ner", "convert", args.data / split,
+                     corpus / f"{split}.spacy", "--lang", "en"],
+                    work / "logs" / f"convert-{split}.log")
+        systems: Dict = {}
+        for name in names:
+            if name == "edsnlp":
+                reused = reusable_edsnlp(seed, budget)
+                if reused is not None:
+                    log(f"edsnlp, seed {seed}: reused from bench/results/{reused['reused_from']}")
+                    systems[name] = reused
+                    continue
+                if not eds_ready:
+                    ensure_eds_venv(args.python, args.gpu_id, work / "logs")
+                    eds_ready = True
+            python = eds_python() if name == "edsnlp" else Path(sys.executable)
+            try:
+                systems[name] = run_system(name, python, args, seed_budget, work, corpus,
+                                           test["words"], extras=False)
+            except BenchError as err:
+                log(f"{name}, seed {seed}: FAILED: {err}")
+                systems[name] = {"name": SYSTEMS[name][1], "error": str(err)}
+        per_seed[str(seed)] = systems
+    results = {
+        "date": date, "mode": "seeds", "seeds": seeds, "gpu_id": args.gpu_id,
+        "command": f"python bench/compare.py --seeds {args.seeds} --systems {args.systems}"
+                   + "".join(f" --{k.replace('_', '-')} {budget[k]}"
+                             for k in ("steps", "batch_words", "repeats")
+                             if budget[k] != BUDGETS["full"][k]),
+        "commit": git_commit(), "wall_s": round(time.perf_counter() - started, 1),
+        "machine": {**machine, "load_avg_at_end": list(os.getloadavg())}, "budget": budget,
+        "data": str(args.data), "test": test, "per_seed": per_seed,
+        "summary": summarise_seeds({int(k): v for k, v in per_seed.items()}),
+    }
+    results["targets"] = results["summary"]["targets"]
+    out = BENCH / "results" / f"{date}-seeds{'-custom' if custom else ''}.json"
+    if custom:
+        results["mode"] = "seeds-custom"
+    common.write_json(out, results)
+    log(f"wrote {out.relative_to(REPO)}")
+    if custom:
+        print(render_accuracy(results))
+    else:
+        _write_section("accuracy", render_accuracy(results))
+        log(f"updated the accuracy section of {BENCHMARKS_MD.relative_to(REPO)}")
+    return 1 if any("error" in r for s in per_seed.values() for r in s.values()) else 0
+
+
 # ----------------------------------------------------------------------------- main
 def git_commit() -> Optional[str]:
     """The checkout's commit (with ``-dirty`` if it has changes), or None outside git."""
@@ -604,6 +781,11 @@ def parse_args():
     parser.add_argument("--seed", type=int,
                         help="another seed for the same budget: results go to "
                              "<date>-seed<N>.json and only the F1-across-seeds table")
+    parser.add_argument("--seeds", default=None, metavar="42,1,2",
+                        help="train each system once per seed (EDS-NLP's runs reused from "
+                             "bench/results when its version and the budget are unchanged); "
+                             "per-seed rows, mean and sd, per-label F1, macro F1 and the "
+                             "accuracy targets: <date>-seeds.json and its own section")
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="only rewrite BENCHMARKS.md from a results file")
     return parser.parse_args()
@@ -640,6 +822,11 @@ def main() -> int:
         log(f"warning: load average {machine['load_avg_at_start'][0]:.1f} before the run: "
             "other processes compete for the CPU, timings and their ratios will suffer")
     date = datetime.date.today().isoformat()
+    if args.seeds:
+        if args.quick or args.seed is not None:
+            raise BenchError("--seeds takes the full budget (or --steps ... for a smoke "
+                             "test) and no --seed")
+        return run_seeds(args, budget, names, date, machine, custom)
     tag = date + ("-quick" if mode == "quick" else "") + ("-gpu" if args.gpu_id >= 0 else "") + (
         "-custom" if custom else "") + (f"-seed{args.seed}" if reseeded else "")
     work = BENCH / "work" / tag

@@ -72,7 +72,13 @@ def score(gold: Set[Span], pred: Set[Span]) -> Dict:
         g = {s for s in gold if s[3] == label}
         p = {s for s in pred if s[3] == label}
         per_label[label] = prf(len(g & p), len(p), len(g))
-    return {"micro": prf(len(gold & pred), len(pred), len(gold)), "per_label": per_label}
+    gold_labels = sorted({s[3] for s in gold})
+    # Macro F1: the mean of the gold labels' F1, so that a rare label weighs as much as a
+    # frequent one (a label only predicted, never in gold, is left out).
+    macro = sum(per_label[label]["f"] for label in gold_labels) / len(gold_labels) \
+        if gold_labels else 0.0
+    return {"micro": prf(len(gold & pred), len(pred), len(gold)), "macro_f": macro,
+            "per_label": per_label}
 
 
 def main() -> None:

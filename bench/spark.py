@@ -255,9 +255,13 @@ def render(results: Dict) -> str:
         f"Run {results['date']} at commit {results['commit']} with `{results['command']}`, "
         f"total wall time {results['wall_s'] / 60:.1f} min.", "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gb']} GB RAM, "
-        f"CPU only. **Shared conditions**: other developers' jobs ran on the same 2 cores "
-        f"(load average {load} at the start, {load_end} at the end), so absolute rates are "
-        "low and noisy; each way ran once.",
+        f"CPU only; CPU flags {', '.join(machine.get('flags') or []) or 'not recorded'}. "
+        + (f"Quiet cores: load average {load} at the start ({load_end} at the end, this "
+           "run's own); each way ran once, one after the other."
+           if machine["load_avg_at_start"][0] < 0.5 else
+           f"**Shared conditions**: other jobs ran on the same cores (load average {load} at "
+           f"the start, {load_end} at the end), so absolute rates are low and noisy; each way "
+           "ran once."),
         f"- Notes: {n:,} ({results['words']:,} words, {results['words'] / n:.0f} words per "
         f"note): groups of {results['sentences']} sentences of the NCBI disease test "
         f"abstracts, cycled. Batches of {results['batch_size']} notes.",

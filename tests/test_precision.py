@@ -220,3 +220,18 @@ def test_bf16_training_learns(tmp_path):
     train(nlp, examples, epochs=8, drop=0.0)
     after = micro_f(nlp, examples)
     assert after > 0.8 and after > before + 0.3, (before, after)
+
+
+def test_an_fp32_pipeline_on_a_bf16_cpu_gets_a_hint(tmp_path, monkeypatch):
+    nlp = tiny_transformer_nlp(tmp_path / "trf")
+    train(nlp, make_examples(nlp, 8), epochs=1)
+    nlp.to_disk(tmp_path / "model")
+    data = tmp_path / "gold"
+    write_brat(data, make_corpus(3, seed=5))
+    hint = "--precision auto (bf16) would predict faster"
+    monkeypatch.setenv(FLAGS_ENV, "avx2 avx512f avx512_bf16")
+    result = invoke("evaluate", tmp_path / "model", data, "--no-progress")
+    assert result.exit_code == 0 and hint in result.output, result.output
+    monkeypatch.setenv(FLAGS_ENV, "avx2")
+    result = invoke("evaluate", tmp_path / "model", data, "--no-progress")
+    assert result.exit_code == 0 and "--precision auto" not in result.output
