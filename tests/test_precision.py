@@ -29,16 +29,21 @@ def micro_f(nlp, examples) -> float:
     return nlp.evaluate(examples)["spans_sc_f"]
 
 
-@pytest.fixture(scope="module")
-def int8_model(tmp_path_factory):
-    """A tiny transformer pipeline trained in float32, whose config says int8 inference."""
-    folder = tmp_path_factory.mktemp("int8")
+def trained_model(folder, precision: str):
+    """A tiny transformer pipeline trained in float32, saved with ``precision`` in its
+    config; with the examples it was trained on."""
     spacy.util.fix_random_seed(0)
-    nlp = tiny_transformer_nlp(folder, transformer_settings={"precision": "int8"})
+    nlp = tiny_transformer_nlp(folder, transformer_settings={"precision": precision})
     examples = make_examples(nlp, 40, seed=5)
     train(nlp, examples, epochs=8, drop=0.0)
     nlp.to_disk(folder / "model")
     return folder / "model", examples
+
+
+@pytest.fixture(scope="module")
+def int8_model(tmp_path_factory):
+    """Its config says int8 inference."""
+    return trained_model(tmp_path_factory.mktemp("int8"), "int8")
 
 
 def test_an_int8_pipeline_saves_loads_and_predicts_close_to_float32(int8_model):
@@ -125,14 +130,8 @@ def test_auto_picks_from_the_flags(flags, device, gpu_bf16, expected):
 
 @pytest.fixture(scope="module")
 def fp32_model(tmp_path_factory):
-    """A tiny transformer pipeline trained in float32, saved with ``precision = "auto"``."""
-    folder = tmp_path_factory.mktemp("auto")
-    spacy.util.fix_random_seed(0)
-    nlp = tiny_transformer_nlp(folder, transformer_settings={"precision": "auto"})
-    examples = make_examples(nlp, 40, seed=5)
-    train(nlp, examples, epochs=8, drop=0.0)
-    nlp.to_disk(folder / "model")
-    return folder / "model", examples
+    """Trained in float32, saved with ``precision = "auto"``."""
+    return trained_model(tmp_path_factory.mktemp("auto"), "auto")
 
 
 @pytest.mark.parametrize("flags, runs", [("avx2 fma", "fp32"), ("avx512f,avx512_vnni", "int8"),

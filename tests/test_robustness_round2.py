@@ -19,22 +19,7 @@ from spacy_crf_ner.data import parse_ann, read_standoff, write_standoff
 from spacy_crf_ner.data.reader import decode_bytes, find_standoff_files
 
 from cli_runner import invoke
-
-
-@spacy.Language.component("test_round2_marks_first_token")
-def _marks_first_token(doc):
-    """A stand-in pipeline: the first token is an entity."""
-    doc.spans["sc"] = [Span(doc, 0, 1, label="X")] if len(doc) else []
-    return doc
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("test_round2_marks_first_token")
-    path = tmp_path_factory.mktemp("model") / "model"
-    nlp.to_disk(path)
-    return path
+from test_standoff_robustness import marking_model  # noqa: F401 - a fixture
 
 
 def predict(*args):
@@ -56,11 +41,11 @@ def jsonl(path: Path, lines):
 
 
 # 1. an id whose file-safe name is too long in bytes --------------------------------------
-def test_long_unicode_id_is_cut_to_the_file_system_limit(model, tmp_path):
+def test_long_unicode_id_is_cut_to_the_file_system_limit(marking_model, tmp_path):
     src = jsonl(tmp_path / "in.jsonl", [json.dumps({"id": i, "text": "aspirin given"})
                                         for i in ("a", "é" * 128, "c")])
     out = tmp_path / "out"
-    result = predict(model, src, out)
+    result = predict(marking_model, src, out)
     assert result.exit_code == 0, result.output
     assert "Documents predicted: 3" in result.output
     names = sorted(p.name for p in out.iterdir())
@@ -68,12 +53,12 @@ def test_long_unicode_id_is_cut_to_the_file_system_limit(model, tmp_path):
     assert max(len(os.fsencode(name)) for name in names) <= 255
 
 
-def test_a_record_that_cannot_be_written_is_a_counted_skip(model, tmp_path):
+def test_a_record_that_cannot_be_written_is_a_counted_skip(marking_model, tmp_path):
     src = jsonl(tmp_path / "in.jsonl", [json.dumps({"id": i, "text": "aspirin given"})
                                         for i in ("a", "b", "c")])
     out = tmp_path / "out"
     (out / "b.ann").mkdir(parents=True)  # b's .ann cannot be written
-    result = predict(model, src, out)
+    result = predict(marking_model, src, out)
     assert result.exit_code == 0, result.output
     assert "Documents predicted: 2" in result.output
     assert "cannot_write: 1" in result.output and "b.txt: cannot write" in result.output
@@ -82,11 +67,11 @@ def test_a_record_that_cannot_be_written_is_a_counted_skip(model, tmp_path):
 
 
 # 2. a JSON line nested too deeply ----------------------------------------------------------
-def test_deeply_nested_json_line_is_a_counted_skip(model, tmp_path):
+def test_deeply_nested_json_line_is_a_counted_skip(marking_model, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text('{"id": "a", "text": "aspirin"}\n' + "[" * 100000 + "]" * 100000
                    + '\n{"id": "c", "text": "headache"}\n', encoding="utf-8")
-    result = predict(model, src, tmp_path / "out")
+    result = predict(marking_model, src, tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert "Documents predicted: 2" in result.output and "bad_json: 1" in result.output
@@ -146,7 +131,7 @@ def test_damaged_utf16_ann_counts_its_t_lines_as_dropped(tmp_path):
 
 
 # 6. a file name that is not UTF-8 ------------------------------------------------------------
-def test_non_utf8_file_name_converts_with_a_warning(tmp_path, model):
+def test_non_utf8_file_name_converts_with_a_warning(tmp_path, marking_model):
     folder = tmp_path / "in"
     folder.mkdir()
     stem = os.fsdecode(b"\xff")
@@ -157,12 +142,12 @@ def test_non_utf8_file_name_converts_with_a_warning(tmp_path, model):
     [doc] = DocBin().from_disk(out).get_docs(spacy.blank("en").vocab)
     assert doc.user_data["standoff"]["source"] == "\\xff.txt"
     assert [s.text for s in doc.spans["sc"]] == ["aspirin"]
-    result = predict(model, folder, tmp_path / "pred")
+    result = predict(marking_model, folder, tmp_path / "pred")
     assert result.exit_code == 0 and "Documents predicted: 1" in result.output
 
 
 # 7. an offset of thousands of digits --------------------------------------------------------
-def test_huge_offset_is_a_malformed_line(tmp_path, model):
+def test_huge_offset_is_a_malformed_line(tmp_path, marking_model):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "a.txt").write_text("aspirin given")
@@ -171,7 +156,7 @@ def test_huge_offset_is_a_malformed_line(tmp_path, model):
     assert data["t_lines"] == 2 and data["kept"] == 1 and data["dropped"] == {"malformed": 1}
     _, report = read_standoff(folder, spacy.blank("en"))
     assert report.dropped["malformed"] == 1
-    result = invoke("evaluate", model, folder)
+    result = invoke("evaluate", marking_model, folder)
     assert result.exit_code == 0, result.output
 
 
@@ -208,7 +193,7 @@ def deep_tree(tmp_path):
             remove_tree(child)
 
 
-def test_deep_folders_are_walked(tmp_path, model, deep_tree):
+def test_deep_folders_are_walked(tmp_path, marking_model, deep_tree):
     root, deep = deep_tree
     (deep / "a.txt").write_text("aspirin given")
     (deep / "a.ann").write_text("T1\tDRUG 0 7\taspirin\n")
@@ -217,9 +202,9 @@ def test_deep_folders_are_walked(tmp_path, model, deep_tree):
     assert len(find_standoff_files(root)) == 2
     data, _, _ = convert_report(tmp_path, root)
     assert data["documents"] == 2 and data["kept"] == 2
-    result = predict(model, root, tmp_path / "pred")
+    result = predict(marking_model, root, tmp_path / "pred")
     assert result.exit_code == 0 and "Documents predicted: 2" in result.output, result.output
-    result = invoke("evaluate", model, root)
+    result = invoke("evaluate", marking_model, root)
     assert result.exit_code == 0, result.output
 
 
@@ -255,10 +240,10 @@ def test_convert_one_txt_pairs_the_ann_beside_it(tmp_path):
 
 # 10. a FIFO given as JSONL ---------------------------------------------------------------------
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
-def test_fifo_as_jsonl_is_not_called_a_folder(model, tmp_path):
+def test_fifo_as_jsonl_is_not_called_a_folder(marking_model, tmp_path):
     fifo = tmp_path / "in.jsonl"
     os.mkfifo(fifo)
-    result = predict(model, fifo, tmp_path / "out", "--format", "jsonl")
+    result = predict(marking_model, fifo, tmp_path / "out", "--format", "jsonl")
     assert result.exit_code == 1
     assert "not a regular file" in result.output and "folder" not in result.output
 
