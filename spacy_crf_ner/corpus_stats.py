@@ -42,6 +42,7 @@ class CorpusStats:
     crossing_same_label: Counter = field(default_factory=Counter)  # label -> crossing pairs
     max_depth: Counter = field(default_factory=Counter)  # label -> deepest same-label nesting
     not_trained: Counter = field(default_factory=Counter)  # fate -> spans (see FATES)
+    doc_lengths: List[int] = field(default_factory=list)  # words (predicted tokens) per doc
 
     @property
     def n_spans(self) -> int:
@@ -106,6 +107,7 @@ def corpus_stats(
         spans = list(reference_spans(eg.reference, span_getter))
         stats.docs += 1
         stats.tokens += len(eg.reference)
+        stats.doc_lengths.append(len(eg.predicted))  # what spaCy's batchers count
         for span in spans:
             stats.spans[span.label_] += 1
             stats.lengths.setdefault(span.label_, []).append(len(span))
@@ -145,3 +147,16 @@ def label_drift(train: CorpusStats, dev: CorpusStats) -> Dict[str, Any]:
 def length_histogram(lengths: Sequence[int]) -> List[int]:
     """Counts of ``lengths`` in each of ``LENGTH_BINS``."""
     return [sum(1 for n in lengths if lo <= n <= hi) for _, lo, hi in LENGTH_BINS]
+
+
+def long_documents(doc_lengths: Sequence[int], batch_words: int, factor: float = 2.0
+                   ) -> Dict[str, Any]:
+    """The training documents longer than ``batch_words`` (spaCy's ``batch_by_words`` size)
+    and ``factor`` times longer: such a document cannot share a batch, and, kept whole, it
+    sets the training step's memory rather than the batch size does."""
+    over = sorted((n for n in doc_lengths if n > batch_words), reverse=True)
+    far = [n for n in over if n >= factor * batch_words]
+    longest = over[0] if over else max(doc_lengths, default=0)
+    return {"batch_words": batch_words, "over_batch": len(over), "far_over": len(far),
+            "factor": factor, "longest": longest,
+            "longest_over_batch": round(longest / batch_words, 2) if batch_words else None}

@@ -150,3 +150,36 @@ def test_debug_data_cli_fails_cleanly(tmp_path):
                                   str(tmp_path / "t.spacy"), "--paths.dev", str(tmp_path / "t.spacy")])
     assert no_pipe.exit_code == 1 and "has no crf_ner component" in " ".join(no_pipe.output.split())
     assert "Traceback" not in no_pipe.output
+
+
+def test_debug_data_warns_about_documents_far_longer_than_a_batch(tmp_path):
+    """Issue 27, item 4: a training document at least twice the batch size is named, with
+    what the trainer will do with it (a batch of its own, or dropped)."""
+    nlp = spacy.blank("en")
+    long_words = ("the patient had chronic kidney disease for years . " * 15).split()
+    long_doc = ref_doc(nlp, long_words, [True] * len(long_words),
+                       [(3, 6, "DISORDER")])  # 135 words
+    DocBin(docs=train_docs(nlp) + [long_doc]).to_disk(tmp_path / "train.spacy")
+    DocBin(docs=train_docs(nlp)[:1]).to_disk(tmp_path / "dev.spacy")
+    config = tmp_path / "config.cfg"
+    config.write_text(CONFIG + '\n[training]\n\n[training.batcher]\n'
+                      '@batchers = "spacy.batch_by_words.v1"\nsize = 50\n'
+                      'discard_oversize = false\ntolerance = 0.2\n')
+    paths = ["--paths.train", str(tmp_path / "train.spacy"),
+             "--paths.dev", str(tmp_path / "dev.spacy")]
+    result = CliRunner().invoke(app, ["debug-data", str(config), *paths, "-o",
+                                      str(tmp_path / "stats.json")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "longest training document: 135 words; batch size 50 words" in text
+    assert "1 training document(s) are at least twice the batch size (the longest 2.7x)" in text
+    assert "each goes into a batch of its own" in text and "convert --max-length" in text
+    saved = json.loads((tmp_path / "stats.json").read_text())
+    assert saved["long_documents"]["far_over"] == 1 and saved["long_documents"]["longest"] == 135
+    dropped = CliRunner().invoke(app, ["debug-data", str(config), *paths,
+                                       "--training.batcher.discard_oversize", "true"])
+    assert "the batcher drops them" in " ".join(dropped.output.split())
+    small = CliRunner().invoke(app, ["debug-data", str(config), *paths,
+                                     "--training.batcher.size", "500"])
+    assert "no training document is more than twice the batch size" in \
+        " ".join(small.output.split())

@@ -55,7 +55,7 @@ def _load(config_path: Path, overrides: Dict[str, Any], component: Optional[str]
         train, dev = list(train_corpus(nlp)), list(dev_corpus(nlp))
     except Exception as err:
         msg.fail(f"cannot read the corpora: {type(err).__name__}: {err}", exits=1)
-    return nlp, name, config["components"][name], train, dev
+    return nlp, name, config["components"][name], train, dev, config["training"]["batcher"]
 
 
 def _label_table(stats: Dict[str, Any], drift: Dict[str, Any]) -> List[List[Any]]:
@@ -67,6 +67,34 @@ def _label_table(stats: Dict[str, Any], drift: Dict[str, Any]) -> List[List[Any]
                      f"{100 * (d_share - t_share):+.1f}", f"{sum(lengths) / len(lengths):.1f}",
                      max(lengths)])
     return rows
+
+
+def _long_documents(doc_lengths: List[int], batcher: Dict[str, Any], msg: Printer) -> int:
+    """Warn about training documents far longer than the batch size, and say what the
+    trainer will do with them; returns the number of problems (0 or 1)."""
+    from ..corpus_stats import long_documents
+
+    size = batcher.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        msg.info(f"the batcher's size is {size!r} (not a fixed number of words): document "
+                 "lengths not compared with it")
+        return 0
+    found = long_documents(doc_lengths, size)
+    msg.info(f"longest training document: {found['longest']:,} words; batch size "
+             f"{size:,} words ({batcher.get('@batchers')}); {found['over_batch']} "
+             "document(s) longer than a batch")
+    if not found["far_over"]:
+        msg.good("no training document is more than twice the batch size")
+        return 0
+    what = ("the batcher drops them (discard_oversize = true): their spans are never "
+            "trained on" if batcher.get("discard_oversize") else
+            "each goes into a batch of its own (discard_oversize = false), kept whole, so "
+            "the longest one, not the batch size, sets the training step's peak memory")
+    msg.warn(f"{found['far_over']} training document(s) are at least twice the batch size "
+             f"(the longest {found['longest_over_batch']}x): {what}. To bound the step, split "
+             "them at blank lines when converting (convert --max-length N, N about the batch "
+             "size; no cut inside a gold span)")
+    return 1
 
 
 @app.command(
@@ -96,7 +124,7 @@ def debug_data(
         overrides = parse_config_overrides(ctx.args)
     except Exception as err:
         msg.fail(f"bad config override in {ctx.args}: {err}", exits=1)
-    nlp, name, cfg, train_egs, dev_egs = _load(config_path, overrides, component, msg)
+    nlp, name, cfg, train_egs, dev_egs, batcher = _load(config_path, overrides, component, msg)
     span_getter = cfg.get("target_span_getter", "sc")
     depth = int(cfg.get("nesting_depth", 1))
     labels = cfg.get("labels")
@@ -155,6 +183,9 @@ def debug_data(
     else:
         msg.good("every training span can be used")
 
+    msg.divider("Document lengths (train) and the batch size")
+    problems += _long_documents(stats["train"].doc_lengths, batcher, msg)
+
     msg.divider("Train/dev drift")
     msg.info(f"total variation distance of the label distributions: "
              f"{drift['total_variation']:.3f} (0 = same, 1 = disjoint)")
@@ -168,7 +199,12 @@ def debug_data(
         msg.good("train and dev have the same labels")
 
     if output is not None:
+        from ..corpus_stats import long_documents
+
+        size = batcher.get("size")
         payload = {"component": name, "span_getter": span_getter, "nesting_depth": depth,
+                   "long_documents": long_documents(stats["train"].doc_lengths, size)
+                   if isinstance(size, int) and size > 0 else None,
                    **{split: s.to_dict() for split, s in stats.items()}, "drift": drift}
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
