@@ -425,6 +425,8 @@ def render_section(results: Dict) -> str:
             cells = [_pct(systems[n]["scores"]["per_label"].get(lab, {"f": 0.0})["f"]) for n in ok]
             gold = max(systems[n]["scores"]["per_label"].get(lab, {}).get("gold", 0) for n in ok)
             lines.append(f"| {lab} ({gold}) | " + " | ".join(cells) + " |")
+        lines.append("| **macro** (mean of the labels) | " + " | ".join(
+            _pct(macro_f(systems[n]["scores"])) for n in ok) + " |")
     ratios = results.get("ratios_vs_edsnlp") or {}
     if ratios:
         lines += ["", "Ratios against EDS-NLP measured in this run:", "",
