@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any, Callable, List, Optional, Tuple, cast
 
 import numpy
+import torch
 from spacy.tokens import Doc, Span
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData, WordpieceBatch
 from spacy_transformers.layers.hf_shim import HFShim
@@ -21,13 +22,13 @@ from thinc.types import Floats2d, Ints1d, Ints2d, Ragged
 from wasabi import msg
 
 from ..internals import load_hf_shim_bytes, set_forward, shim_module, swapped_shim_module
+from .encoding import EncodedWindows, WindowEncoder
 from .fast_dropout import cpu_dropout
 from .listener_config import listener_replacement_config
 from .precision import (
     TRAIN_PRECISIONS, InferenceCopies, check_precision, choose_precision,
     choose_train_precision, cpu_flags, record_precision,
 )
-from .encoding import EncodedWindows, WindowEncoder
 from .windows import forward_chunks
 
 
@@ -87,7 +88,6 @@ def _chunked_forward(transformer: Model, wordpieces: WordpieceBatch,
     """Run ``transformer`` on each group of rows, cut to the group's own width, and gather
     the outputs into one ``ModelOutput`` shaped like the whole batch (zeros in the padding).
     The backprop hands each group its own slice of the gradient."""
-    import torch
     from transformers.utils import ModelOutput
 
     width = wordpieces.input_ids.shape[1]
@@ -170,7 +170,6 @@ class WindowedTransformerBatch(FullTransformerBatch):
         self.doc_n_tokens = doc_n_tokens
 
     def split_by_doc(self) -> List[TransformerData]:
-        import torch
         from transformers.utils import ModelOutput
 
         arrays: dict = {}
@@ -290,8 +289,6 @@ class WindowedTransformerModel(TransformerModel):
         weights, gradients and optimizer state stay float32), else nothing."""
         if self.train_dtype() != "bf16":
             return nullcontext()
-        import torch
-
         module = shim_module(self.layers[0].shims[0])
         device = next(module.parameters()).device if module is not None else "cpu"
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
@@ -313,9 +310,7 @@ class WindowedTransformerModel(TransformerModel):
         def forward(wordpieces: WordpieceBatch, is_train: bool) -> Tuple[Any, Callable]:
             with swapped_shim_module(shim, module):
                 output, backprop = layer(wordpieces, False)
-            for key, value in output.items():  # bf16/fp16 copies: hand on float32
-                if hasattr(value, "is_floating_point") and value.is_floating_point():
-                    output[key] = value.float()
+            _to_float32(output)  # bf16/fp16 copies: hand on float32
             return output, backprop
 
         return cast(Model, forward)
@@ -327,12 +322,7 @@ class WindowedTransformerModel(TransformerModel):
 
         def forward(wordpieces: WordpieceBatch, is_train: bool) -> Tuple[Any, Callable]:
             output, backprop = layer(wordpieces, is_train)
-            dtypes = {}
-            for key, value in output.items():
-                if hasattr(value, "is_floating_point") and value.is_floating_point() \
-                        and value.dtype != _float32():
-                    dtypes[key] = value.dtype
-                    output[key] = value.float()
+            dtypes = _to_float32(output)
 
             def backprop_cast(d_output: Any) -> Any:
                 for key, dtype in dtypes.items():
@@ -356,10 +346,16 @@ class WindowedTransformerModel(TransformerModel):
         return copied
 
 
-def _float32() -> Any:
-    import torch
-
-    return torch.float32
+def _to_float32(output: Any) -> dict:
+    """Cast, in place, the floating-point tensors of a model output that are not float32;
+    returns ``{key: original dtype}`` for what it cast."""
+    cast_from = {}
+    for key, value in output.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() \
+                and value.dtype != torch.float32:
+            cast_from[key] = value.dtype
+            output[key] = value.float()
+    return cast_from
 
 
 def _device() -> Tuple[str, bool]:
@@ -368,8 +364,6 @@ def _device() -> Tuple[str, bool]:
 
     if get_current_ops().device_type == "cpu":
         return "cpu", False
-    import torch
-
     return "cuda", bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 

@@ -28,7 +28,8 @@ import os
 import warnings
 from typing import Any, Dict, FrozenSet, Iterable, Optional, Tuple
 
-PRECISIONS = ("fp32", "int8", "bf16", "fp16", "auto")
+COMPUTED_PRECISIONS = ("fp32", "int8", "bf16", "fp16")  # what a model can run at
+PRECISIONS = COMPUTED_PRECISIONS + ("auto",)  # what a config or --precision may say
 TRAIN_PRECISIONS = ("fp32", "bf16", "auto")
 # Processor flags (as /proc/cpuinfo names them) that make each precision fast.
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -138,7 +139,7 @@ def inference_copy(module: Any, precision: str) -> Any:
     evaluation mode; ``module`` itself is left as it is."""
     import torch
 
-    check_precision(precision, PRECISIONS[:-1])
+    check_precision(precision, COMPUTED_PRECISIONS)
     device = next(module.parameters()).device
     if precision == "int8":
         if device.type != "cpu":
