@@ -1,0 +1,272 @@
+"""Accuracy levers, measured on NCBI **dev** only (issue 24's protocol).
+
+Each seed trains our recipe once, with the bench's budget (steps, words per batch), and reads
+the run out several ways at the end, each scored on the whole dev split:
+
+- ``last``: the final weights (what model-last holds today);
+- ``ema_thinc``: Thinc's moving average, decay ``min(0.9999, (1 + t) / (10 + t))`` (about the
+  last t/9 steps);
+- ``ema_0.99`` / ``ema_0.995``: fixed-decay moving averages, bias-corrected as Adam's moments
+  (about the last 100 / 200 steps);
+- ``swa_25`` / ``swa_50``: the plain mean of the weights after every step of the last 25 % /
+  50 % of training.
+
+Averages read the same trajectory, so their differences with ``last`` are paired by seed (the
+noise of the run cancels). Levers that change the trajectory (a learning rate, a loss) are
+separate runs: ``--set key=value`` overrides the config, and the ``last`` readouts of two such
+runs compare across the same seeds.
+
+Usage::
+
+    python bench/levers.py --seeds 42,1,2 --name baseline --train-precision bf16
+    python bench/levers.py --seeds 42,1,2 --name head-lr --set \
+        training.optimizer.groups.head.learn_rate.initial_rate=0.001
+
+Writes ``bench/results/levers-<name>.json`` (per seed and readout: dev micro and macro F1,
+per-label F1; then mean and sd over seeds, and each readout's paired gain over ``last``).
+Never reads the test split.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "systems"))
+import spacy_base  # noqa: E402
+from spacy_base import common  # noqa: E402
+
+CONFIG = common.REPO_DIR / "configs" / "config.cfg"
+RESULTS = common.BENCH_DIR / "results"
+
+
+class Averages:
+    """Moving and plain averages of every trainable torch weight of a pipeline."""
+
+    def __init__(self, params: Dict[str, "object"], total_steps: int):
+        import torch
+
+        self.params = params
+        self.total = total_steps
+        self.t = 0
+        zeros = lambda: {k: torch.zeros_like(p) for k, p in params.items()}  # noqa: E731
+        self.ema = {"ema_thinc": zeros(), "ema_0.99": zeros(), "ema_0.995": zeros()}
+        self.swa = {"swa_25": (zeros(), 0.75), "swa_50": (zeros(), 0.5)}
+        self.swa_counts = {name: 0 for name in self.swa}
+
+    def update(self) -> None:
+        """Fold in the current weights (call once after each optimizer step)."""
+        import torch
+
+        self.t += 1
+        t = self.t
+        decays = {"ema_thinc": min(0.9999, (1.0 + t) / (10.0 + t)), "ema_0.99": 0.99,
+                  "ema_0.995": 0.995}
+        with torch.no_grad():
+            for name, avg in self.ema.items():
+                for key, param in self.params.items():
+                    avg[key].lerp_(param.detach().float(), 1.0 - decays[name])
+            for name, (avg, start) in self.swa.items():
+                if t <= start * self.total:
+                    continue
+                self.swa_counts[name] += 1
+                n = self.swa_counts[name]
+                for key, param in self.params.items():
+                    avg[key].lerp_(param.detach().float(), 1.0 / n)
+
+    def readouts(self) -> Dict[str, Dict[str, "object"]]:
+        out = {}
+        for name, avg in self.ema.items():
+            if name == "ema_thinc":  # Thinc's form starts at the weights themselves
+                out[name] = avg
+            else:
+                decay = float(name.split("_")[1])
+                scale = 1.0 / (1.0 - decay ** self.t)
+                out[name] = {k: v * scale for k, v in avg.items()}
+        for name, (avg, _) in self.swa.items():
+            if self.swa_counts[name]:
+                out[name] = avg
+        return out
+
+
+HOOK: Dict[str, Averages] = {}
+
+
+def make_before_update():
+    """The config's memory release every 10 steps, plus folding the weights into the
+    averages (``before_update`` runs before each step: it sees the previous step's result)."""
+    from spacy import util
+
+    release = util.registry.callbacks.get("spacy_crf_ner.release_memory.v1")(every_n_steps=10)
+
+    def before_update(nlp, info):
+        if info["step"] > 0 and "averages" in HOOK:
+            HOOK["averages"].update()
+        release(nlp, info)
+
+    return before_update
+
+
+def torch_parameters(nlp) -> Dict[str, "object"]:
+    """Every trainable torch parameter inside the pipeline's shims, by a readable key."""
+    from spacy_crf_ner.internals import shim_module
+
+    params, seen = {}, set()
+    for comp, proc in nlp.components:
+        model = getattr(proc, "model", None)
+        if model is None or not hasattr(model, "walk"):
+            continue
+        for node in model.walk():
+            for shim in node.shims:
+                module = shim_module(shim)
+                if module is None:
+                    continue
+                for name, param in module.named_parameters():
+                    if param.requires_grad and id(param) not in seen:
+                        seen.add(id(param))
+                        params[f"{comp}/{shim.id}/{name}"] = param
+    return params
+
+
+def dev_scores(nlp, dev_path: Path) -> Dict:
+    from spacy.training import Corpus
+
+    examples = list(Corpus(str(dev_path))(nlp))
+    scores = nlp.evaluate(examples)
+    per_type = {label: round(100 * v["f"], 2)
+                for label, v in (scores.get("spans_sc_per_type") or {}).items()}
+    macro = statistics.mean(per_type.values()) if per_type else 0.0
+    return {"f": round(100 * scores["spans_sc_f"], 2), "macro": round(macro, 2),
+            "per_label": per_type}
+
+
+def train_one(args) -> Dict:
+    """One seed in this process: train, then score every readout on dev."""
+    import torch
+    from spacy import util
+    from spacy.training.initialize import init_nlp
+    from spacy.training.loop import train as train_nlp
+
+    util.registry.callbacks.register("bench.levers_before_update.v1", func=make_before_update)
+    corpus, work, steps = Path(args.corpus), Path(args.work), args.steps
+    work.mkdir(parents=True, exist_ok=True)
+    overrides = {
+        "paths.train": str(corpus / "train.spacy"),
+        "paths.dev": str(spacy_base._eval_subset(corpus / "dev.spacy", work / "dev-eval.spacy")),
+        "paths.transformer": common.resolve_model_dir(),
+        "system.seed": args.seed, "training.seed": args.seed,
+        "training.max_steps": steps - 1, "training.eval_frequency": steps,
+        "training.batcher.size": args.batch_words, "training.batcher.tolerance": 0.0,
+        "components.transformer.model.train_precision": args.train_precision,
+    }
+    for key in ("training.optimizer.groups.transformer.learn_rate",
+                "training.optimizer.groups.head.learn_rate"):
+        overrides[f"{key}.total_steps"] = steps
+        overrides[f"{key}.warmup_steps"] = max(1, steps // 10)
+    for item in args.set or []:
+        key, value = item.split("=", 1)
+        overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tfn\"" else value
+    config = util.load_config(CONFIG, overrides=overrides, interpolate=False)
+    config["training"]["before_update"] = {"@callbacks": "bench.levers_before_update.v1"}
+    nlp = init_nlp(config, use_gpu=-1)
+    averages = Averages(torch_parameters(nlp), steps)
+    print(f"averaging {len(averages.params)} torch tensors, "
+          f"{sum(p.numel() for p in averages.params.values()):,} weights", file=sys.stderr)
+
+    HOOK["averages"] = averages
+    t0 = time.perf_counter()
+    train_nlp(nlp, None, use_gpu=-1, stdout=sys.stderr, stderr=sys.stderr)
+    averages.update()  # the last step's update
+    train_s = time.perf_counter() - t0
+
+    params = averages.params
+    results = {"seed": args.seed, "train_s": round(train_s, 1), "readouts": {}}
+    results["readouts"]["last"] = dev_scores(nlp, corpus / "dev.spacy")
+    backup = {k: p.detach().clone() for k, p in params.items()}
+    for name, weights in averages.readouts().items():
+        with torch.no_grad():
+            for key, param in params.items():
+                param.copy_(weights[key].to(param.dtype))
+        results["readouts"][name] = dev_scores(nlp, corpus / "dev.spacy")
+        print(f"seed {args.seed} {name}: {results['readouts'][name]}", file=sys.stderr)
+    with torch.no_grad():
+        for key, param in params.items():
+            param.copy_(backup[key])
+    return results
+
+
+def summarise(runs: List[Dict]) -> Dict:
+    names = list(runs[0]["readouts"])
+    table = {}
+    for name in names:
+        f = [r["readouts"][name]["f"] for r in runs]
+        macro = [r["readouts"][name]["macro"] for r in runs]
+        gain = [r["readouts"][name]["f"] - r["readouts"]["last"]["f"] for r in runs]
+        gain_macro = [r["readouts"][name]["macro"] - r["readouts"]["last"]["macro"] for r in runs]
+        sd = lambda xs: round(statistics.stdev(xs), 2) if len(xs) > 1 else None  # noqa: E731
+        labels = sorted(runs[0]["readouts"][name]["per_label"])
+        table[name] = {
+            "f_mean": round(statistics.mean(f), 2), "f_sd": sd(f),
+            "macro_mean": round(statistics.mean(macro), 2), "macro_sd": sd(macro),
+            "paired_gain_f": round(statistics.mean(gain), 2), "paired_gain_f_sd": sd(gain),
+            "paired_gain_macro": round(statistics.mean(gain_macro), 2),
+            "per_label_mean": {lab: round(statistics.mean(r["readouts"][name]["per_label"][lab]
+                                                          for r in runs), 2) for lab in labels},
+        }
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="42,1,2")
+    parser.add_argument("--name", required=True, help="name of this lever run")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--batch-words", type=int, default=1500)
+    parser.add_argument("--train-precision", default="bf16",
+                        help="bf16 (default: 1.6x faster on CPUs with AVX-512 BF16) or fp32")
+    parser.add_argument("--set", action="append", help="config override key=value")
+    parser.add_argument("--corpus", default=None, help="folder with train.spacy, dev.spacy")
+    parser.add_argument("--work", default=None)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # worker mode
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.seed is not None:  # worker: one seed
+        common.write_json(Path(args.result), train_one(args))
+        return
+    corpus = Path(args.corpus or common.BENCH_DIR / "work" / "levers" / "corpus")
+    if not (corpus / "train.spacy").exists():
+        raise SystemExit(f"error: no {corpus}/train.spacy: convert NCBI's train and dev there "
+                         "(python -m spacy_crf_ner convert ... as bench/compare.py does)")
+    runs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        work = Path(args.work or common.BENCH_DIR / "work" / "levers") / args.name / f"seed{seed}"
+        result = work / "levers.json"
+        cmd = [sys.executable, __file__, "--name", args.name, "--seed", str(seed),
+               "--steps", str(args.steps), "--batch-words", str(args.batch_words),
+               "--train-precision", args.train_precision, "--corpus", str(corpus),
+               "--work", str(work), "--result", str(result)]
+        for item in args.set or []:
+            cmd += ["--set", item]
+        work.mkdir(parents=True, exist_ok=True)
+        with open(work / "log.txt", "w") as log:
+            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+        runs.append(common.read_json(result))
+        print(f"seed {seed}: " + ", ".join(f"{k} {v['f']}/{v['macro']}"
+                                           for k, v in runs[-1]["readouts"].items()))
+    out = {"name": args.name, "split": "dev", "seeds": [r["seed"] for r in runs],
+           "steps": args.steps, "batch_words": args.batch_words,
+           "train_precision": args.train_precision, "overrides": args.set or [],
+           "runs": runs, "summary": summarise(runs), "date": time.strftime("%Y-%m-%d")}
+    common.write_json(RESULTS / f"levers-{args.name}.json", out)
+    for name, row in out["summary"].items():
+        print(f"{name:<10} dev F1 {row['f_mean']} ± {row['f_sd']}  macro {row['macro_mean']} "
+              f"± {row['macro_sd']}  paired gain {row['paired_gain_f']} ± "
+              f"{row['paired_gain_f_sd']} (macro {row['paired_gain_macro']})")
+
+
+if __name__ == "__main__":
+    main()
