@@ -51,6 +51,7 @@ from thinc.api import Model, Optimizer
 from thinc.types import Floats1d
 
 from ..internals import pipeline_optimizer, shim_module, torch_fused_adamw
+from .averaging import WeightAverages
 from .fused_adam import adam_update, is_cpu_float32
 from .state import TRAINING_STATE, KeyT
 
@@ -161,7 +162,7 @@ class GroupedOptimizer(Optimizer):
     """Thinc's Adam, with learning rate and weight decay chosen per parameter group."""
 
     def __init__(self, groups: Dict[str, Dict[str, Any]], grad_clip_scope: str = "tensor",
-                 fused: bool = True, **kwargs):
+                 fused: bool = True, average_decay: float = 0.9999, **kwargs):
         if not groups:
             raise ValueError("GroupedAdam needs at least one group (pattern \"\" matches all).")
         if grad_clip_scope not in CLIP_SCOPES:
@@ -176,7 +177,12 @@ class GroupedOptimizer(Optimizer):
         self.last_global_norm: Optional[float] = None
         self.grad_norm_of_last_step: Optional[float] = None
         self.groups: List[ParamGroup] = [ParamGroup(n, dict(spec)) for n, spec in groups.items()]
-        super().__init__(self.groups[0].learn_rate, **kwargs)
+        # Thinc's own averages miss torch weights (see ``averaging``): ours replace them.
+        self.wants_averages = bool(kwargs.pop("use_averages", False))
+        if not 0.0 <= average_decay < 1.0:
+            raise ValueError(f"average_decay must be in [0, 1), got {average_decay}")
+        self.average_decay = average_decay
+        super().__init__(self.groups[0].learn_rate, use_averages=False, **kwargs)
         self.base_L2 = self.L2
         self.key_to_group: Dict[KeyT, ParamGroup] = {}
         self.key_to_path: Dict[KeyT, str] = {}
@@ -186,7 +192,15 @@ class GroupedOptimizer(Optimizer):
     # ------------------------------------------------------------- binding
     def bind(self, nlp: Language, *, out=None) -> Dict[str, Dict[str, Any]]:
         """Assign every parameter of ``nlp`` to its group; print and return the summary."""
-        return self.bind_paths(parameter_paths(nlp), out=out, grads=gradient_sources(nlp))
+        summary = self.bind_paths(parameter_paths(nlp), out=out, grads=gradient_sources(nlp))
+        self.start_averages(nlp)
+        return summary
+
+    def start_averages(self, nlp: Optional[Language]) -> None:
+        """With ``use_averages``: average ``nlp``'s weights from now on (``averages`` is then
+        what ``spacy train`` evaluates and saves)."""
+        if self.wants_averages and nlp is not None:
+            self.averages = WeightAverages(nlp, self.average_decay)
 
     def bind_paths(self, paths, *, out=None, verbose: bool = True,
                    grads: Optional[Dict[KeyT, Callable[[], Any]]] = None
@@ -266,6 +280,7 @@ class GroupedOptimizer(Optimizer):
             nlp = TRAINING_STATE.pipeline
             self.bind_paths(TRAINING_STATE.bound_paths, verbose=False,  # printed at init
                             grads=gradient_sources(nlp) if nlp is not None else None)
+            self.start_averages(nlp)
             group = self.key_to_group.get(key)
         if group is None:
             if not self.bound:
@@ -291,9 +306,12 @@ class GroupedOptimizer(Optimizer):
                 gradient *= factor
             self.grad_clip = 0.0  # already clipped: no per-tensor clip on top
         try:
-            return self._update(key, weights, gradient, lr_scale)
+            weights, gradient = self._update(key, weights, gradient, lr_scale)
         finally:
             self.learn_rate, self.L2, self.grad_clip = display_rate, base_L2, base_clip
+        if self.averages is not None:
+            self.averages.fold(key, weights, self.nr_update[key])
+        return weights, gradient
 
     def _update(self, key: KeyT, weights, gradient, lr_scale: float):
         """Thinc's ``Optimizer.__call__`` (Adam, clipping, weight decay) with the current
@@ -302,9 +320,12 @@ class GroupedOptimizer(Optimizer):
         if not (self.fused_adamw is not None and is_cpu_float32(weights)
                 and is_cpu_float32(gradient) and gradient.size > 0
                 and weights.shape == gradient.shape and self.b1 > 0.0 and self.b2 > 0.0
-                and not self.use_radam and self.averages is None
-                and (self.L2 == 0 or self.L2_is_weight_decay)):
-            return super().__call__(key, weights, gradient, lr_scale=lr_scale)
+                and not self.use_radam and (self.L2 == 0 or self.L2_is_weight_decay)):
+            averages, self.averages = self.averages, None  # folded by __call__, not Thinc
+            try:
+                return super().__call__(key, weights, gradient, lr_scale=lr_scale)
+            finally:
+                self.averages = averages
         self.nr_update[key] += 1
         if self.grad_clip:  # Thinc's Ops.clip_gradient
             norm = math.sqrt(_squared_norm(gradient))
@@ -345,15 +366,20 @@ def grouped_adam(
     grad_clip: float = 1.0,
     grad_clip_scope: str = "tensor",
     use_averages: bool = False,
+    average_decay: float = 0.9999,
     fused: bool = True,
 ) -> GroupedOptimizer:
     """Adam(W) whose learning rate and weight decay depend on the parameter's group.
     ``grad_clip_scope``: "tensor" (Thinc: each tensor's norm clipped to ``grad_clip``) or
     "global" (the norm of all gradients of the step, as torch's ``clip_grad_norm_``).
     ``fused``: update float32 CPU parameters with torch's fused AdamW kernel (the same
-    update as Thinc's Adam in one multithreaded pass); false keeps Thinc's loops."""
+    update as Thinc's Adam in one multithreaded pass); false keeps Thinc's loops.
+    ``use_averages``: keep a moving average of every weight, torch's included (Thinc's own
+    skips them), which ``spacy train`` evaluates and saves; ``average_decay`` caps its
+    warm-up decay ``(1 + t) / (10 + t)``."""
     return GroupedOptimizer(
         groups,
+        average_decay=average_decay,
         grad_clip_scope=grad_clip_scope,
         fused=fused,
         beta1=beta1,
