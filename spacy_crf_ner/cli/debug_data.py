@@ -91,9 +91,10 @@ def _long_documents(doc_lengths: List[int], batcher: Dict[str, Any], msg: Printe
             "each goes into a batch of its own (discard_oversize = false), kept whole, so "
             "the longest one, not the batch size, sets the training step's peak memory")
     msg.warn(f"{found['far_over']} training document(s) are at least twice the batch size "
-             f"(the longest {found['longest_over_batch']}x): {what}. To bound the step, split "
-             "them at blank lines when converting (convert --max-length N, N about the batch "
-             "size; no cut inside a gold span)")
+             f"(the longest {found['longest_over_batch']}x): {what}. To bound the step, read "
+             "train with @readers = \"spacy_crf_ner.Corpus.v1\" and max_length = "
+             "${training.batcher.size} (the default configs), or split them when converting "
+             "(convert --max-length N); neither cuts a gold span")
     return 1
 
 
