@@ -161,6 +161,9 @@ def worker_parser(description: str) -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--train-precision", default=None,
                        help="ours only: the transformer's train_precision (fp32, bf16, auto)")
+    train.add_argument("--whole-documents", action="store_true",
+                       help="ours only: keep every training document whole "
+                            "(corpora.train.max_length = 0)")
     train.add_argument("--corpus", type=Path, default=None,
                        help="folder with train.spacy/dev.spacy (the spaCy systems)")
     infer = sub.add_parser("infer", help="predict DATA/test; time warm nlp.pipe passes")

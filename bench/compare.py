@@ -38,6 +38,9 @@ SYSTEMS = {  # name -> (worker script, display name)
     # the same recipe trained with train_precision = "bf16" (the transformer's forward under
     # bf16 autocast, float32 master weights), predicting at the config's fp32
     "ours_bf16": ("ours.py", "spacy-crf-ner, bf16 training"),
+    # --long only: the same recipe with every training document kept whole
+    # (corpora.train.max_length = 0), the reference for what the training-time split costs
+    "ours_whole": ("ours.py", "spacy-crf-ner, documents kept whole"),
     "spacy_ner": ("spacy_ner.py", "spaCy ner"),
     "edsnlp": ("edsnlp_crf.py", "EDS-NLP ner_crf"),
 }
@@ -189,9 +192,10 @@ def run_system(name: str, python: Path, args, budget: Dict, work: Path, corpus: 
     common_args = ["--data", args.data, "--work", sys_work, "--gpu-id", str(args.gpu_id)]
     log(f"{name}: training ({budget['steps']} steps, batches of <= {budget['batch_words']} words)")
     bf16 = ["--train-precision", "bf16"] if name == "ours_bf16" else []
+    whole = ["--whole-documents"] if name == "ours_whole" else []
     train = run([python, script, "train", *common_args, "--corpus", corpus,
                  "--steps", budget["steps"], "--batch-words", budget["batch_words"],
-                 "--seed", budget["seed"], "--result", sys_work / "train.json", *bf16],
+                 "--seed", budget["seed"], "--result", sys_work / "train.json", *bf16, *whole],
                 work / "logs" / f"{name}-train.log")
     train.update(common.read_json(sys_work / "train.json"))
     log(f"{name}: {train['s_per_step']} s/step, train wall {train['wall_s']} s, "
@@ -472,8 +476,9 @@ def render_section(results: Dict) -> str:
                     f"| {precision} | {_pct(res['p'])} | {_pct(res['r'])} | "
                     f"**{_pct(res['f'])}** | {100 * (res['f'] - m['f']):+.1f} | "
                     f"{res['words_per_s']:,.0f} | {ratio} | {res['peak_rss_mb']:,.0f} |")
+    lines += render_long(results)
     if results.get("targets"):
-        lines += ["", "Targets (issues 6, 15, 16, 25):", ""]
+        lines += ["", "Targets (issues 6, 15, 16, 25, 27):", ""]
         for t in results["targets"]:
             lines.append(f"- {'met' if t['met'] else '**not met**'}: {t['target']}: {t['value']}")
     if mode == "quick":
@@ -756,6 +761,104 @@ def run_seeds(args, budget: Dict, names: List[str], date: str, machine: Dict,
 
 
 # ----------------------------------------------------------------------------- main
+# ----------------------------------------------------------------------------- long documents
+def run_long(args, budget: Dict, names: List[str], work: Path) -> Dict:
+    """Each system again on a long-document corpus built from ``args.data``
+    (bench/long_corpus.py), and ours with its documents kept whole (``ours_whole``); no
+    profile or reduced precision there (issue 27)."""
+    import long_corpus
+
+    long_work = work / "long"
+    (long_work / "logs").mkdir(parents=True, exist_ok=True)
+    data = long_work / "data"
+    log(f"long-document corpus: {data.relative_to(REPO)} from {args.data}")
+    stats = long_corpus.build(args.data, data)
+    long_args = argparse.Namespace(**{**vars(args), "data": data})
+    test = json.loads(output_of([sys.executable, BENCH / "systems" / "words.py", data / "test"]))
+    corpus = long_work / "corpus"
+    long_names = [n for n in ("ours", "ours_whole", "edsnlp")
+                  if n in names or (n == "ours_whole" and "ours" in names)]
+    if "ours" in long_names:
+        for split in ("train", "dev"):
+            run([sys.executable, "-m", "spacy_crf_ner", "convert", data / split,
+                 corpus / f"{split}.spacy", "--lang", "en"],
+                long_work / "logs" / f"convert-{split}.log")
+    systems: Dict = {}
+    for name in long_names:
+        python = eds_python() if name == "edsnlp" else Path(sys.executable)
+        log(f"long documents: {name}")
+        try:
+            systems[name] = run_system(name, python, long_args, budget, long_work, corpus,
+                                       test["words"], extras=False)
+        except BenchError as err:
+            log(f"{name} (long documents): FAILED: {err}")
+            systems[name] = {"name": SYSTEMS[name][1], "error": str(err)}
+    return {"data": stats, "test": test, "systems": systems}
+
+
+def long_targets(ncbi: Dict, long: Dict) -> List[Dict]:
+    """Issue 27's training-memory targets, on NCBI and on the long-document corpus."""
+    targets: List[Dict] = []
+
+    def ok(res) -> bool:
+        return bool(res) and "error" not in res
+
+    def rss(res) -> float:
+        return res["train"]["peak_rss_mb"]
+
+    ours, eds = ncbi.get("ours"), ncbi.get("edsnlp")
+    ours_l, eds_l, whole = long.get("ours"), long.get("edsnlp"), long.get("ours_whole")
+    if ok(ours) and ok(eds):
+        targets.append({"target": "training peak RSS on NCBI <= 1.0 x EDS-NLP",
+                        "value": f"{rss(ours):,.0f} vs {rss(eds):,.0f} MB "
+                                 f"({rss(ours) / rss(eds):.2f}x)",
+                        "met": rss(ours) <= rss(eds)})
+    if ok(ours_l) and ok(eds_l):
+        targets.append({"target": "training peak RSS on the long-document corpus (\"long\") "
+                                  "<= 1.0 x EDS-NLP",
+                        "value": f"{rss(ours_l):,.0f} vs {rss(eds_l):,.0f} MB "
+                                 f"({rss(ours_l) / rss(eds_l):.2f}x)",
+                        "met": rss(ours_l) <= rss(eds_l)})
+    if ok(ours_l) and ok(ours):
+        targets.append({"target": "our training peak RSS on long <= 1.15 x ours on NCBI "
+                                  "(same batch size)",
+                        "value": f"{rss(ours_l):,.0f} vs {rss(ours):,.0f} MB "
+                                 f"({rss(ours_l) / rss(ours):.2f}x)",
+                        "met": rss(ours_l) <= 1.15 * rss(ours)})
+    if ok(ours_l) and ok(whole):
+        f_split, f_whole = (100 * r["scores"]["micro"]["f"] for r in (ours_l, whole))
+        targets.append({"target": "exact F1 on long: the training-time split not below "
+                                  "documents kept whole (same seed)",
+                        "value": f"{f_split:.1f} vs {f_whole:.1f} ({f_split - f_whole:+.1f}); "
+                                 f"peak RSS {rss(ours_l):,.0f} vs {rss(whole):,.0f} MB, "
+                                 f"s/step {ours_l['train']['s_per_step']:.2f} vs "
+                                 f"{whole['train']['s_per_step']:.2f}",
+                        "met": f_split >= f_whole})
+    return targets
+
+
+def render_long(results: Dict) -> List[str]:
+    long = results.get("long")
+    if not long:
+        return []
+    data = long["data"]["train"]
+    lines = ["", f"Long documents (issue 27; `--long`): NCBI's abstracts laid end to end "
+             f"(bench/long_corpus.py), train {data['docs']} docs of which {data['long_docs']} "
+             f"of 1,000-{data['longest']:,} words ({data['words_in_long_docs']:,} of "
+             f"{data['words']:,} words); same budget. Test: {long['test']['docs']} docs.", "",
+             "| on long documents | F1 | macro F1 | s/step | train peak RSS (MB) | words/s |",
+             "|---|---|---|---|---|---|"]
+    for name, res in long["systems"].items():
+        if "error" in res:
+            lines.append(f"| {SYSTEMS[name][1]} | failed: {res['error'].splitlines()[0]} "
+                         "| | | | |")
+            continue
+        lines.append(f"| {SYSTEMS[name][1]} | **{_pct(res['scores']['micro']['f'])}** | "
+                     f"{_pct(macro_f(res['scores']))} | {res['train']['s_per_step']:.2f} | "
+                     f"{res['train']['peak_rss_mb']:,.0f} | {res['infer']['words_per_s']:,.0f} |")
+    return lines
+
+
 def git_commit() -> Optional[str]:
     """The checkout's commit (with ``-dirty`` if it has changes), or None outside git."""
     try:
@@ -783,6 +886,10 @@ def parse_args():
     parser.add_argument("--seed", type=int,
                         help="another seed for the same budget: results go to "
                              "<date>-seed<N>.json and only the F1-across-seeds table")
+    parser.add_argument("--long", action="store_true",
+                        help="also train and score each system on a long-document corpus "
+                             "built from --data (bench/long_corpus.py), plus ours with "
+                             "documents kept whole")
     parser.add_argument("--seeds", default=None, metavar="42,1,2",
                         help="train each system once per seed (EDS-NLP's runs reused from "
                              "bench/results when its version and the budget are unchanged); "
@@ -859,6 +966,7 @@ def main() -> int:
             log(f"{name}: FAILED: {err}")
             systems[name] = {"name": SYSTEMS[name][1], "error": str(err)}
 
+    long_run = run_long(args, budget, names, work) if args.long else None
     machine["load_avg_at_end"] = list(os.getloadavg())
     for res in systems.values():
         for key in ("torch_threads", "gpu_name", "device"):
@@ -867,6 +975,7 @@ def main() -> int:
     command = "python bench/compare.py" + (" --quick" if args.quick else "") + (
         f" --gpu-id {args.gpu_id}" if args.gpu_id >= 0 else "") + (
         f" --systems {args.systems}" if args.systems != "ours,spacy_ner,edsnlp" else "") + (
+        " --long" if args.long else "") + (
         "".join(f" --{k.replace('_', '-')} {budget[k]}"
                 for k in ("steps", "batch_words", "repeats", "seed")
                 if budget[k] != BUDGETS[mode][k]))
@@ -877,6 +986,9 @@ def main() -> int:
         "budget": budget, "data": str(args.data), "test": test, "prep": prep,
         "systems": systems, **ratios_and_targets(systems),
     }
+    if long_run is not None:
+        results["long"] = long_run
+        results["targets"] += long_targets(systems, long_run["systems"])
     out = BENCH / "results" / f"{tag}.json"
     common.write_json(out, results)
     log(f"wrote {out.relative_to(REPO)}")

@@ -178,7 +178,8 @@ def train_one(args) -> Dict:
 
     HOOK["averages"] = averages
     t0 = time.perf_counter()
-    train_nlp(nlp, None, use_gpu=-1, stdout=sys.stderr, stderr=sys.stderr)
+    (work / "output").mkdir(parents=True, exist_ok=True)  # model-last: for post-steps
+    train_nlp(nlp, work / "output", use_gpu=-1, stdout=sys.stderr, stderr=sys.stderr)
     averages.update()  # the last step's update
     train_s = time.perf_counter() - t0
 

@@ -78,6 +78,8 @@ def test_split_keeps_every_span_at_its_characters(tmp_path, crossing, capsys):
     # each predicted doc is the part's text, tokenized by the pipeline
     assert all(eg.predicted.text == eg.reference.text for eg in examples)
     assert "1 of 6 documents longer than 40 tokens split" in capsys.readouterr().out
+    list(SplitCorpus(tmp_path / "train.spacy", max_length=40)(nlp))  # spacy train's 2nd read
+    assert "split" not in capsys.readouterr().out  # said once per process
     # short documents and max_length = 0 are untouched
     assert [eg.reference.text for eg in examples[-5:]] == [eg.reference.text for eg in short]
     whole = list(SplitCorpus(tmp_path / "train.spacy", max_length=0)(nlp))

@@ -142,8 +142,10 @@ def main() -> None:
             schedule_keys=schedule_keys(CONFIG),
             extra={"paths.transformer": args.model,
                    **({"components.transformer.model.train_precision": args.train_precision}
-                      if args.train_precision else {})},
+                      if args.train_precision else {}),
+                   **({"corpora.train.max_length": 0} if args.whole_documents else {})},
         )
+        result["whole_documents"] = bool(args.whole_documents)
         result["train_precision"] = args.train_precision or "fp32"
         result["optimizer"] = describe_optimizer(CONFIG)
         result["versions"] = common.versions(PACKAGES)

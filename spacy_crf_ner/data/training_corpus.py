@@ -32,6 +32,9 @@ from wasabi import msg
 from .report import ConversionReport
 from .split import check_split_regex, split_doc
 
+# What was printed in this process: spacy train builds the reader twice (initialize, loop).
+_SAID: set = set()
+
 # Line breaks, or the spaces after a sentence's final punctuation.
 TRAIN_SPLIT_REGEX = r"(?:\r?\n)+|(?<=[.!?])[ \t]+"
 
@@ -95,8 +98,10 @@ class SplitCorpus:
                 yield Example(self._predicted(nlp, part), part)
         if self.stats is None:
             self.stats = stats
-            if self.max_length:
-                msg.info(stats.describe(self.max_length))
+            said = stats.describe(self.max_length)
+            if self.max_length and said not in _SAID:  # spacy train reads it twice
+                _SAID.add(said)
+                msg.info(said)
 
     def _predicted(self, nlp: Language, reference: Doc) -> Doc:
         if self.gold_preproc:
