@@ -22,6 +22,11 @@ Usage::
     python bench/levers.py --seeds 42,1,2 --name head-lr --set \
         training.optimizer.groups.head.learn_rate.initial_rate=0.001
 
+A post-step (``document_consistency``) changes no weight: ``--post-step NAME`` scores the
+``model-last`` of an earlier lever run's seeds on dev with the step off and on (paired)::
+
+    python bench/levers.py --name baseline --post-step document_consistency
+
 Writes ``bench/results/levers-<name>.json`` (per seed and readout: dev micro and macro F1,
 per-label F1; then mean and sd over seeds, and each readout's paired gain over ``last``).
 Never reads the test split.
@@ -220,6 +225,36 @@ def summarise(runs: List[Dict]) -> Dict:
     return table
 
 
+def post_step(args) -> None:
+    """Score each seed's saved model-last on dev without and with a crf_ner post-step."""
+    import spacy
+
+    corpus = Path(args.corpus or common.BENCH_DIR / "work" / "levers" / "corpus")
+    root = Path(args.work or common.BENCH_DIR / "work" / "levers") / args.name
+    runs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        model = root / f"seed{seed}" / "output" / "model-last"
+        if not model.is_dir():
+            raise SystemExit(f"error: no {model}: run the lever --name {args.name} first")
+        nlp = spacy.load(model)
+        pipe = nlp.get_pipe("crf_ner")
+        readouts = {}
+        for on in (False, True):
+            pipe.cfg[args.post_step] = on
+            readouts[args.post_step if on else "last"] = dev_scores(nlp, corpus / "dev.spacy")
+        runs.append({"seed": seed, "readouts": readouts})
+        print(f"seed {seed}: " + ", ".join(f"{k} {v['f']}/{v['macro']}"
+                                           for k, v in readouts.items()))
+    out = {"name": f"{args.name}+{args.post_step}", "split": "dev", "seeds": args.seeds,
+           "models": str(root), "runs": runs, "summary": summarise(runs),
+           "date": time.strftime("%Y-%m-%d")}
+    common.write_json(RESULTS / f"levers-{args.name}+{args.post_step}.json", out)
+    for name, row in out["summary"].items():
+        print(f"{name:<22} dev F1 {row['f_mean']} ± {row['f_sd']}  macro {row['macro_mean']}"
+              f"  paired gain {row['paired_gain_f']} ± {row['paired_gain_f_sd']} "
+              f"(macro {row['paired_gain_macro']})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -232,11 +267,16 @@ def main() -> None:
     parser.add_argument("--set", action="append", help="config override key=value")
     parser.add_argument("--corpus", default=None, help="folder with train.spacy, dev.spacy")
     parser.add_argument("--work", default=None)
+    parser.add_argument("--post-step", choices=["document_consistency"],
+                        help="score the saved models of --name with this crf_ner post-step")
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # worker mode
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed is not None:  # worker: one seed
         common.write_json(Path(args.result), train_one(args))
+        return
+    if args.post_step:
+        post_step(args)
         return
     corpus = Path(args.corpus or common.BENCH_DIR / "work" / "levers" / "corpus")
     if not (corpus / "train.spacy").exists():

@@ -44,6 +44,7 @@ from ..models.modes import MODES
 from ..models.torch_layer import build_torch_layers, torch_layer_dims
 from ..spans import get_spans, select_longest_first
 from ..spans.bioul import encode_levels, spans_per_doc
+from ..spans.consistency import propagate_within_doc
 from ..transformer.listeners import route_listener_replacement
 from ..transformer.precision import record_precision
 from .scoring import crf_ner_score
@@ -102,6 +103,7 @@ _PIPELINE_OF: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary(
         "mode": "joint",
         "nesting_depth": 1,
         "confidence_threshold": 0.0,
+        "document_consistency": False,
         "scorer": {"@scorers": "spacy_crf_ner.crf_ner_scorer.v1"},
     },
     default_score_weights={
@@ -125,6 +127,7 @@ def make_crf_ner(
     mode: str = "joint",
     nesting_depth: int = 1,
     confidence_threshold: float = 0.0,
+    document_consistency: bool = False,
     scorer: Optional[Callable] = crf_ner_score,
 ) -> "CrfNer":
     """Create a ``crf_ner`` component.
@@ -137,6 +140,8 @@ def make_crf_ner(
     nesting_depth: how many levels of same-label nesting to learn and predict; 1 = no
         nesting (inner spans of the same label are counted and left out of training).
     confidence_threshold: predicted spans with a lower confidence are not written.
+    document_consistency: copy each predicted label to the other occurrences of the same
+        words in the same document (``spans.consistency``); a post-step, off by default.
     """
     guard_pipeline_files(nlp)  # checksums written on save, verified on load: integrity.py
     route_listener_replacement(nlp)  # so that replace_listeners writes a loadable config
@@ -150,6 +155,7 @@ def make_crf_ner(
         mode=mode,
         nesting_depth=nesting_depth,
         confidence_threshold=confidence_threshold,
+        document_consistency=document_consistency,
         scorer=scorer,
     )
     # nlp.meta says what the transformer's precision ("auto" included) runs at here; again
@@ -196,6 +202,7 @@ class CrfNer(TrainablePipe):
         mode: str = "joint",
         nesting_depth: int = 1,
         confidence_threshold: float = 0.0,
+        document_consistency: bool = False,
         scorer: Optional[Callable] = crf_ner_score,
     ):
         if mode not in MODES:
@@ -219,6 +226,7 @@ class CrfNer(TrainablePipe):
             "mode": mode,
             "nesting_depth": nesting_depth,
             "confidence_threshold": float(confidence_threshold),
+            "document_consistency": bool(document_consistency),
             "torch_layer_dims": {},
         }
         for label in labels or []:
@@ -460,6 +468,8 @@ class CrfNer(TrainablePipe):
         for doc, (spans, conf) in zip(docs, predictions):
             keep = conf >= threshold
             spans, conf = spans[keep], conf[keep]
+            if self.cfg.get("document_consistency"):
+                spans, conf = propagate_within_doc([t.text for t in doc], spans, conf)
             found = [Span(doc, int(s), int(e), label=labels[lab]) for lab, s, e in spans]
             for target in self.cfg["span_setter"]:
                 if target == "ents":
