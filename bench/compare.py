@@ -890,6 +890,8 @@ def parse_args():
                         help="also train and score each system on a long-document corpus "
                              "built from --data (bench/long_corpus.py), plus ours with "
                              "documents kept whole")
+    parser.add_argument("--no-extras", action="store_true",
+                        help="skip ours' inference profile and reduced-precision passes")
     parser.add_argument("--seeds", default=None, metavar="42,1,2",
                         help="train each system once per seed (EDS-NLP's runs reused from "
                              "bench/results when its version and the budget are unchanged); "
@@ -961,7 +963,8 @@ def main() -> int:
     for name in names:
         python = eds_python() if name == "edsnlp" else Path(sys.executable)
         try:
-            systems[name] = run_system(name, python, args, budget, work, corpus, test["words"])
+            systems[name] = run_system(name, python, args, budget, work, corpus, test["words"],
+                                       extras=not args.no_extras)
         except BenchError as err:
             log(f"{name}: FAILED: {err}")
             systems[name] = {"name": SYSTEMS[name][1], "error": str(err)}
@@ -975,7 +978,7 @@ def main() -> int:
     command = "python bench/compare.py" + (" --quick" if args.quick else "") + (
         f" --gpu-id {args.gpu_id}" if args.gpu_id >= 0 else "") + (
         f" --systems {args.systems}" if args.systems != "ours,spacy_ner,edsnlp" else "") + (
-        " --long" if args.long else "") + (
+        " --long" if args.long else "") + (" --no-extras" if args.no_extras else "") + (
         "".join(f" --{k.replace('_', '-')} {budget[k]}"
                 for k in ("steps", "batch_words", "repeats", "seed")
                 if budget[k] != BUDGETS[mode][k]))
