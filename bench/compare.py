@@ -415,8 +415,10 @@ def render_section(results: Dict) -> str:
                          "| | | | | | | |")
             continue
         m, tr, inf = res["scores"]["micro"], res["train"], res["infer"]
+        reused = f" (reused from `{res['reused_from']}`)" if res.get("reused_from") else ""
         lines.append(
-            f"| {SYSTEMS[name][1]} | {_pct(m['p'])} | {_pct(m['r'])} | **{_pct(m['f'])}** | "
+            f"| {SYSTEMS[name][1]}{reused} | {_pct(m['p'])} | {_pct(m['r'])} | "
+            f"**{_pct(m['f'])}** | "
             f"{tr['s_per_step']:.2f} | {tr['wall_s']:.0f} | {tr['peak_rss_mb']:,.0f} | "
             f"{inf['words_per_s']:,.0f} | {inf['peak_rss_mb']:,.0f} |")
     ok = [n for n in order if "error" not in systems[n]]
@@ -596,11 +598,12 @@ def macro_f(scores: Dict) -> float:
     return sum(v["f"] for v in labels) / len(labels) if labels else 0.0
 
 
-def reusable_edsnlp(seed: int, budget: Dict, results_dir: Path = BENCH / "results"
-                    ) -> Optional[Dict]:
+def reusable_edsnlp(seed: int, budget: Dict, results_dir: Path = BENCH / "results",
+                    flags: Optional[List[str]] = None) -> Optional[Dict]:
     """EDS-NLP's result for ``seed`` from an earlier full CPU run with the same budget and
     the pinned EDS-NLP version (its code is not ours: it changes only with the pin), with
-    the file it came from; None if there is none."""
+    the file it came from; None if there is none. ``flags``: also the same CPU flags (its
+    timings and memory are then comparable with this run's)."""
     pinned = EDS_PINS[0].split("==")[1]
     for path in sorted(results_dir.glob("*.json"), reverse=True):  # latest first
         try:
@@ -610,6 +613,8 @@ def reusable_edsnlp(seed: int, budget: Dict, results_dir: Path = BENCH / "result
         eds = (res.get("systems") or {}).get("edsnlp")
         same_budget = res.get("budget") == {**budget, "seed": seed}
         if not eds or "error" in eds or not same_budget or res.get("gpu_id", -1) >= 0:
+            continue
+        if flags is not None and (res.get("machine") or {}).get("flags") != flags:
             continue
         if str(res.get("mode", "")).startswith("full") and \
                 (eds.get("versions") or {}).get("edsnlp") == pinned:
@@ -886,6 +891,10 @@ def parse_args():
                         help="also train and score each system on a long-document corpus "
                              "built from --data (bench/long_corpus.py), plus ours with "
                              "documents kept whole")
+    parser.add_argument("--reuse-edsnlp", action="store_true",
+                        help="take EDS-NLP's NCBI run from bench/results when its pin, the "
+                             "budget, the seed and the CPU flags are the same (the table "
+                             "says so)")
     parser.add_argument("--no-extras", action="store_true",
                         help="skip ours' inference profile and reduced-precision passes")
     parser.add_argument("--seeds", default=None, metavar="42,1,2",
@@ -958,6 +967,14 @@ def main() -> int:
     systems: Dict = {}
     for name in names:
         python = eds_python() if name == "edsnlp" else Path(sys.executable)
+        if name == "edsnlp" and args.reuse_edsnlp:
+            reused = reusable_edsnlp(budget["seed"], budget, flags=machine.get("flags"))
+            if reused:
+                log(f"edsnlp on NCBI: reused from bench/results/{reused['reused_from']} "
+                    "(same pin, budget, seed and CPU flags)")
+                systems[name] = reused
+                continue
+            log("edsnlp on NCBI: nothing to reuse (same pin, budget, seed, CPU flags): trained")
         try:
             systems[name] = run_system(name, python, args, budget, work, corpus, test["words"],
                                        extras=not args.no_extras)
@@ -975,6 +992,7 @@ def main() -> int:
         f" --gpu-id {args.gpu_id}" if args.gpu_id >= 0 else "") + (
         f" --systems {args.systems}" if args.systems != "ours,spacy_ner,edsnlp" else "") + (
         " --long" if args.long else "") + (" --no-extras" if args.no_extras else "") + (
+        " --reuse-edsnlp" if args.reuse_edsnlp else "") + (
         "".join(f" --{k.replace('_', '-')} {budget[k]}"
                 for k in ("steps", "batch_words", "repeats", "seed")
                 if budget[k] != BUDGETS[mode][k]))
