@@ -15,7 +15,7 @@ gene symbol that names the disease elsewhere). Corpora annotated mention by ment
 exhaustively, are where it can help: measure it on your dev set.
 """
 from collections import defaultdict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Set, Tuple
 
 import numpy
 
@@ -35,7 +35,7 @@ def propagate_within_doc(words: Sequence[str], spans: numpy.ndarray, conf: numpy
             continue
         count, best = votes[key].get(label, [0, 0.0])
         votes[key][label] = [count + 1, max(best, c)]
-    taken = set()  # token positions covered by a predicted (or copied) span
+    taken: Set[int] = set()  # token positions covered by a predicted (or copied) span
     for _, start, end in spans.tolist():
         taken.update(range(start, end))
     first = defaultdict(list)  # word -> positions

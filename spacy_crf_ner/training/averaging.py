@@ -20,7 +20,7 @@ themselves) and folds in the weights after each update of that parameter, with T
 warm-up decay ``min(max_decay, (1 + t) / (10 + t))`` at its t-th update: early steps weigh
 little, and by the end the average covers about the last ``t / 9`` steps.
 """
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, Optional, Set, Tuple
 
 import numpy
 from thinc.api import Model
@@ -34,10 +34,10 @@ def decay_at(update: int, max_decay: float) -> float:
     return min(max_decay, (1.0 + update) / (10.0 + update))
 
 
-def _pipeline_entries(nlp) -> Iterator[Tuple[KeyT, Any, Any, bool]]:
+def _pipeline_entries(nlp) -> Iterator[Tuple[Optional[KeyT], Any, Any, bool]]:
     """(optimizer key or None, use_params key, live array, is a parameter) of every state
     entry of the pipeline's models, each once."""
-    seen = set()
+    seen: Set[Any] = set()
     for _, proc in nlp.components:
         model = getattr(proc, "model", None)
         if not isinstance(model, Model):
@@ -49,7 +49,7 @@ def _pipeline_entries(nlp) -> Iterator[Tuple[KeyT, Any, Any, bool]]:
                     seen.add(key)
                     yield key, key, node.get_param(name), True
             for shim in node.shims:
-                module = shim_module(shim)
+                module: Any = shim_module(shim)
                 if not hasattr(module, "state_dict") or shim.id in seen:
                     continue
                 seen.add(shim.id)
@@ -83,7 +83,7 @@ class WeightAverages(dict):
         self.key_of: Dict[KeyT, Any] = {}
         for opt_key, use_key, live, is_param in _pipeline_entries(nlp):
             array = _as_array(live)
-            if is_param:
+            if is_param and opt_key is not None:
                 self[use_key] = array.astype("float32", copy=True)
                 self.key_of[opt_key] = use_key
             else:  # a buffer: the live view, loaded onto itself

@@ -309,7 +309,7 @@ class GroupedOptimizer(Optimizer):
             weights, gradient = self._update(key, weights, gradient, lr_scale)
         finally:
             self.learn_rate, self.L2, self.grad_clip = display_rate, base_L2, base_clip
-        if self.averages is not None:
+        if isinstance(self.averages, WeightAverages):
             self.averages.fold(key, weights, self.nr_update[key])
         return weights, gradient
 
