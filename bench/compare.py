@@ -388,7 +388,8 @@ def render_section(results: Dict) -> str:
     device = machine.get("gpu_name") or "CPU only"
     lines = [
         f"## {title}", "",
-        f"Run {results['date']} with `{results['command']}`, total wall time "
+        f"Run {results['date']} with `{results['command']}` (commit "
+        f"{results.get('commit')}), total wall time "
         f"{results['wall_s'] / 60:.1f} min.", "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gb']} GB RAM, "
         f"{device}; torch threads: {machine.get('torch_threads', '?')}; "
